@@ -1,0 +1,104 @@
+//! Command-line interface: clap structs and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Build immutable, OSTree-based container-host OS images from one TOML manifest.
+///
+/// `atomicbuild --manifest host.toml` installs the manifest's packages into a
+/// fresh root, builds the initramfs once, commits the tree to an OSTree
+/// repository, deploys it and writes a GPT disk image that boots with UEFI
+/// and BIOS. Outputs land in --output (default `out/`) only when complete.
+#[derive(Debug, Parser)]
+#[command(name = "atomicbuild", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do (default: build).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Options for the default `build` command.
+    #[command(flatten)]
+    pub build: BuildArgs,
+
+    /// Print every external command line as it runs.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the images a manifest describes.
+    Build(BuildArgs),
+    /// Check a manifest and report every problem; creates nothing.
+    Validate {
+        /// The manifest to check.
+        #[arg(short, long, value_name = "FILE")]
+        manifest: PathBuf,
+    },
+    /// Boot a disk image in QEMU with the serial console on this terminal.
+    ///
+    /// Uses KVM when /dev/kvm really works, software emulation (TCG) otherwise.
+    /// Quit with Ctrl-A X.
+    Boot(BootArgs),
+}
+
+/// Options of `build`.
+#[derive(Debug, Args, Clone)]
+pub struct BuildArgs {
+    /// The manifest (host.toml) to build.
+    #[arg(short, long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+
+    /// Where finished images, SHA256SUMS and build metadata go.
+    #[arg(short, long, value_name = "DIR", default_value = "out")]
+    pub output: PathBuf,
+
+    /// Scratch directory for the staging root, repository and sysroot
+    /// [default: /var/tmp/atomicbuild/NAME-VERSION].
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+
+    /// Cache for downloaded packages and installed roots
+    /// [default: $XDG_CACHE_HOME/atomicbuild or ~/.cache/atomicbuild].
+    #[arg(long, value_name = "DIR", env = "ATOMICBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Keep the work directory after a successful build (for inspection).
+    #[arg(long)]
+    pub keep_workdir: bool,
+}
+
+/// Firmware to boot with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Firmware {
+    /// OVMF (UEFI), booting GRUB's BOOTX64.EFI from the ESP.
+    Uefi,
+    /// SeaBIOS, booting GRUB from the MBR and BIOS boot partition.
+    Bios,
+}
+
+/// Options of `boot`.
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    /// The raw disk image to boot.
+    #[arg(short, long, value_name = "FILE")]
+    pub image: PathBuf,
+
+    /// Firmware.
+    #[arg(long, value_enum, default_value = "uefi")]
+    pub firmware: Firmware,
+
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub memory: u32,
+
+    /// Guest CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+
+    /// Boot a throw-away copy-on-write snapshot instead of writing to the image.
+    #[arg(long)]
+    pub snapshot: bool,
+}

@@ -1,0 +1,265 @@
+//! File-system helpers: atomic output files, safe removal of scratch trees
+//! (never following a stale bind mount into the host), overlay copies and
+//! directory locks.
+
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// Prefix of every temporary name in an output directory.
+pub const TMP_PREFIX: &str = ".atomicbuild-tmp.";
+
+/// The temporary name under which `final_path` is written.
+pub fn tmp_name(final_path: &Path) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    final_path.with_file_name(format!("{TMP_PREFIX}{name}"))
+}
+
+/// fsync a directory (after a rename in it).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).with_context(|| format!("opening {} to sync it", dir.display()))?;
+    d.sync_all()
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
+/// Write `bytes` to `path` atomically: temp name, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_name(path);
+    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    drop(f);
+    commit_tmp(&tmp, path)
+}
+
+/// Rename a finished, already-synced temp file to its final name.
+pub fn commit_tmp(tmp: &Path, path: &Path) -> Result<()> {
+    fs::rename(tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Remove leftovers of interrupted runs (`.atomicbuild-tmp.*`) from `dir`.
+pub fn remove_stale_tmp(dir: &Path) -> Result<()> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in rd {
+        let e = e?;
+        if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                remove_tree(&p)?;
+            } else {
+                fs::remove_file(&p).with_context(|| format!("removing stale {}", p.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Mount points at or below `root`, deepest first.
+pub fn mounts_under(root: &Path) -> Result<Vec<PathBuf>> {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+    let info =
+        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(&root))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out.dedup();
+    Ok(out)
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Remove a scratch tree. Any mount left below it by a killed run (a chroot's
+/// /proc, /sys or /dev) is detached first, so removal never reaches the host.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    for m in mounts_under(path)? {
+        let c = CString::new(m.as_os_str().as_bytes())?;
+        // SAFETY: plain syscall on a NUL-terminated path.
+        let r = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        if r != 0 {
+            bail!(
+                "{} is still mounted and cannot be detached ({}); unmount it by hand before retrying",
+                m.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    if !mounts_under(path)?.is_empty() {
+        bail!(
+            "mounts remain below {}; refusing to delete it",
+            path.display()
+        );
+    }
+    fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
+}
+
+/// Copy the tree `src` onto `dst` (merging into existing directories). Files
+/// keep their permission bits and become root-owned; symlinks are copied as
+/// links. Entries are visited in sorted order.
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
+    let mut entries: Vec<_> = fs::read_dir(src)
+        .with_context(|| format!("reading {}", src.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let from = e.path();
+        let to = dst.join(e.file_name());
+        let md = fs::symlink_metadata(&from)?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            if let Ok(existing) = fs::symlink_metadata(&to) {
+                if existing.file_type().is_symlink() {
+                    bail!("overlay directory {} would replace the symlink {} in the image; put the files under the link's target instead", from.display(), to.display());
+                }
+            }
+            copy_tree(&from, &to)?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&from)?;
+            let _ = fs::remove_file(&to);
+            std::os::unix::fs::symlink(&target, &to)
+                .with_context(|| format!("creating symlink {}", to.display()))?;
+            lchown_root(&to)?;
+        } else if ft.is_file() {
+            // Replace, never write through: the target may be a hard link.
+            let _ = fs::remove_file(&to);
+            fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(md.mode() & 0o7777))?;
+            lchown_root(&to)?;
+        } else {
+            bail!("{} is not a regular file, directory or symlink; overlays cannot carry device nodes, sockets or fifos", from.display());
+        }
+    }
+    lchown_root(dst)
+}
+
+fn lchown_root(p: &Path) -> Result<()> {
+    std::os::unix::fs::lchown(p, Some(0), Some(0))
+        .with_context(|| format!("setting owner of {}", p.display()))
+}
+
+/// An exclusive lock on a directory, held while the value lives.
+pub struct DirLock {
+    _file: File,
+}
+
+/// Take an exclusive, non-blocking lock on `dir/.lock`.
+pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let p = dir.join(".lock");
+    let f = File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+    // SAFETY: flock on an open descriptor.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        bail!(
+            "another atomicbuild is using {}; wait for it or pass a different --workdir",
+            dir.display()
+        );
+    }
+    Ok(DirLock { _file: f })
+}
+
+/// Bytes allocated on disk for a file (st_blocks * 512).
+pub fn allocated_bytes(p: &Path) -> Result<u64> {
+    Ok(fs::metadata(p)?.blocks() * 512)
+}
+
+/// Sum of apparent sizes of regular files below `dir` (hard links once).
+pub fn tree_size(dir: &Path) -> Result<u64> {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let e = e?;
+            let md = fs::symlink_metadata(e.path())?;
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if seen.insert((md.dev(), md.ino())) {
+                total += md.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_leaves_no_tmp_and_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("SHA256SUMS");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert!(!tmp_name(&p).exists());
+    }
+
+    #[test]
+    fn stale_tmp_files_are_removed_and_finals_kept() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join(".atomicbuild-tmp.x.raw"), b"partial").unwrap();
+        fs::create_dir(d.path().join(".atomicbuild-tmp.dir")).unwrap();
+        fs::write(d.path().join("x.raw"), b"done").unwrap();
+        remove_stale_tmp(d.path()).unwrap();
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("x.raw")]);
+    }
+
+    #[test]
+    fn mountinfo_escapes_decode() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+    }
+
+    #[test]
+    fn second_lock_on_same_dir_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let _l = lock_dir(d.path()).unwrap();
+        let e = lock_dir(d.path()).err().unwrap();
+        assert!(e.to_string().contains("another atomicbuild"));
+    }
+}

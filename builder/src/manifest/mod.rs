@@ -1,0 +1,257 @@
+//! The manifest: `host.toml` parsed strictly, then validated into a typed,
+//! defaults-resolved [`Manifest`].
+//!
+//! Every error names the file, line, column and field path, and says how to
+//! fix it. Loading a manifest never touches anything outside the manifest's
+//! own file and the overlay directories it names (which are only checked).
+
+mod locate;
+pub mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use raw::{Distro, Format};
+
+/// A validated manifest with every default filled in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    /// The file this came from.
+    pub path: PathBuf,
+    /// sha256 of the manifest file's bytes.
+    pub sha256: String,
+    /// Image name (file names derive from it).
+    pub name: String,
+    /// Image version.
+    pub version: String,
+    /// Where packages come from.
+    pub base: Base,
+    /// Packages to install, in the order written.
+    pub packages: Vec<String>,
+    /// Static hostname.
+    pub hostname: String,
+    /// Overlay directories, absolute, applied in order.
+    pub overlays: Vec<PathBuf>,
+    /// Extra kernel arguments (the builder adds root=, console=).
+    pub kernel_args: Vec<String>,
+    /// systemd unit presets.
+    pub units: Units,
+    /// Users to create.
+    pub users: Vec<User>,
+    /// Disk geometry.
+    pub disk: DiskSpec,
+    /// OSTree naming.
+    pub ostree: OstreeSpec,
+    /// Image formats to write.
+    pub outputs: Vec<Format>,
+}
+
+/// Package source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Base {
+    /// Distribution family.
+    pub distro: Distro,
+    /// Release codename (Debian) or number (Fedora).
+    pub release: String,
+    /// Main archive URL (Debian).
+    pub mirror: Option<String>,
+    /// Security archive URL (Debian).
+    pub security_mirror: Option<String>,
+    /// Archive components (Debian).
+    pub components: Vec<String>,
+    /// RPM repositories (Fedora).
+    pub repos: Vec<Repo>,
+}
+
+/// One RPM repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repo {
+    /// Repository id.
+    pub name: String,
+    /// Base URL.
+    pub baseurl: Option<String>,
+    /// Metalink URL.
+    pub metalink: Option<String>,
+    /// GPG key URL.
+    pub gpgkey: Option<String>,
+    /// Whether signatures are checked.
+    pub gpgcheck: bool,
+}
+
+/// Units to enable, disable and mask.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Units {
+    /// `systemctl enable`
+    pub enable: Vec<String>,
+    /// `systemctl disable`
+    pub disable: Vec<String>,
+    /// `systemctl mask`
+    pub mask: Vec<String>,
+}
+
+/// A login user.
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// Supplementary groups (must exist in the image).
+    pub groups: Vec<String>,
+    /// OpenSSH public keys.
+    pub ssh_authorized_keys: Vec<String>,
+    /// crypt(3) hash, or none for a locked password.
+    pub password_hash: Option<String>,
+    /// Login shell.
+    pub shell: String,
+}
+
+/// Disk geometry in bytes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DiskSpec {
+    /// Whole disk.
+    pub size: u64,
+    /// EFI system partition.
+    pub esp_size: u64,
+    /// /boot partition.
+    pub boot_size: u64,
+}
+
+/// OSTree ref and OS name.
+#[derive(Debug, Clone, Serialize)]
+pub struct OstreeSpec {
+    /// Branch the commit is written to.
+    #[serde(rename = "ref")]
+    pub ref_: String,
+    /// Stateroot name.
+    pub osname: String,
+}
+
+impl Manifest {
+    /// `NAME-VERSION`, the stem of every output file.
+    pub fn stem(&self) -> String {
+        format!("{}-{}", self.name, self.version)
+    }
+}
+
+/// One thing wrong with a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Field path such as `users[1].name` (empty for syntax errors).
+    pub field: String,
+    /// 1-based line and column, when known.
+    pub pos: Option<(usize, usize)>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// A manifest that could not be read or did not validate.
+#[derive(Debug)]
+pub struct ManifestError {
+    /// The manifest file.
+    pub file: PathBuf,
+    /// Everything found wrong, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl std::error::Error for ManifestError {}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{} has {} problem{}:",
+            self.file.display(),
+            n,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (i, p) in self.problems.iter().enumerate() {
+            let loc = match p.pos {
+                Some((l, c)) => format!("{}:{l}:{c}", self.file.display()),
+                None => self.file.display().to_string(),
+            };
+            let field = if p.field.is_empty() {
+                String::new()
+            } else {
+                format!(" {}:", p.field)
+            };
+            write!(f, "  {loc}:{field} {}", p.message)?;
+            if i + 1 < n {
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Read, parse and validate the manifest at `path`.
+pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let fail = |message: String| ManifestError {
+        file: path.to_owned(),
+        problems: vec![Problem {
+            field: String::new(),
+            pos: None,
+            message,
+        }],
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the manifest: {e}")))?;
+    let src = String::from_utf8(bytes.clone())
+        .map_err(|_| fail("the manifest is not valid UTF-8".into()))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let dir = abs.parent().map(Path::to_owned).unwrap_or_default();
+    parse_str(&src, path, &dir, sha256)
+}
+
+/// Parse and validate manifest text; `dir` resolves relative overlay paths.
+pub fn parse_str(
+    src: &str,
+    file: &Path,
+    dir: &Path,
+    sha256: String,
+) -> Result<Manifest, ManifestError> {
+    let de = toml::Deserializer::new(src);
+    let raw: raw::RawManifest = match serde_path_to_error::deserialize(de) {
+        Ok(r) => r,
+        Err(e) => {
+            let field = e.path().to_string();
+            let field = if field == "." { String::new() } else { field };
+            let inner = e.inner();
+            let pos = inner
+                .span()
+                .map(|s| locate::line_col(src, s.start))
+                .or_else(|| locate::locate(src, &locate::parse(&field)));
+            return Err(ManifestError {
+                file: file.to_owned(),
+                problems: vec![Problem {
+                    field,
+                    pos,
+                    message: inner.message().trim().to_string(),
+                }],
+            });
+        }
+    };
+    let mut v = validate::Validator::new(dir);
+    let manifest = v.check(raw, file, sha256);
+    if v.problems.is_empty() {
+        Ok(manifest.expect("a manifest with no problems is complete"))
+    } else {
+        let mut problems: Vec<Problem> = v
+            .problems
+            .into_iter()
+            .map(|(field, message)| Problem {
+                pos: locate::locate(src, &locate::parse(&field)),
+                field,
+                message,
+            })
+            .collect();
+        problems.sort_by_key(|p| p.pos.unwrap_or((usize::MAX, 0)));
+        Err(ManifestError {
+            file: file.to_owned(),
+            problems,
+        })
+    }
+}

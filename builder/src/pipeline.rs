@@ -1,0 +1,210 @@
+//! The build, as a flat list of stage calls.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use crate::cli::BuildArgs;
+use crate::output::{self, Artifact, Metadata, StageTime};
+use crate::progress::Progress;
+use crate::stage::{self, Ctx};
+use crate::{disk, fsutil, manifest, preflight};
+
+/// Default cache directory: `$XDG_CACHE_HOME/atomicbuild` or `~/.cache/atomicbuild`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("atomicbuild");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    PathBuf::from(home).join(".cache/atomicbuild")
+}
+
+/// SOURCE_DATE_EPOCH if set (and valid), otherwise now.
+pub fn source_date_epoch() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH=\"{v}\" is not a number of seconds")),
+        Err(_) => Ok(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs()),
+    }
+}
+
+/// What a finished build produced.
+pub struct Built {
+    /// Path of the raw image.
+    pub raw: PathBuf,
+    /// Path of the metadata JSON.
+    pub metadata: PathBuf,
+}
+
+struct Timings(Vec<StageTime>);
+
+impl Timings {
+    fn add(&mut self, name: &str, d: Duration, cached: bool) {
+        self.0.push(StageTime {
+            name: name.into(),
+            seconds: (d.as_secs_f64() * 10.0).round() / 10.0,
+            cached,
+        });
+    }
+    fn time<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = std::time::Instant::now();
+        let r = f()?;
+        self.add(name, t.elapsed(), false);
+        Ok(r)
+    }
+}
+
+/// Build the images a manifest describes.
+pub fn build(args: &BuildArgs) -> Result<Built> {
+    let manifest_path = args
+        .manifest
+        .clone()
+        .context("no manifest given: pass --manifest host.toml (see manifests/ for examples)")?;
+    let m = manifest::load(&manifest_path)?;
+    preflight::check_build(&m)?;
+    let progress = Progress::new();
+    let epoch = source_date_epoch()?;
+
+    let out_dir = args.output.clone();
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("creating the output directory {}", out_dir.display()))?;
+    fsutil::remove_stale_tmp(&out_dir)?;
+    let workdir = args
+        .workdir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/atomicbuild").join(m.stem()));
+    let _lock = fsutil::lock_dir(&workdir)?;
+    clean_workdir(&workdir)?;
+    let cache_dir = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let ctx = Ctx {
+        manifest: &m,
+        workdir: workdir.clone(),
+        cache_dir,
+        progress: &progress,
+        source_date_epoch: epoch,
+    };
+    progress.println(&format!(
+        "building {} from {} (work in {})",
+        m.stem(),
+        manifest_path.display(),
+        workdir.display()
+    ));
+    let mut t = Timings(Vec::new());
+    let started = std::time::Instant::now();
+
+    let ti = std::time::Instant::now();
+    let installed = stage::install::run(&ctx)?;
+    t.add("install", ti.elapsed(), installed.cache_hit);
+    let custom = t.time("customize", || stage::customize::run(&ctx))?;
+    let kernel = t.time("initramfs", || stage::initramfs::run(&ctx))?;
+    t.time("shape", || stage::shape::run(&ctx))?;
+    let commit = t.time("commit", || stage::commit::run(&ctx))?;
+    let deployed = t.time("deploy", || stage::deploy::run(&ctx, &commit))?;
+    let raw_final = out_dir.join(format!("{}.raw", m.stem()));
+    let raw_tmp = fsutil::tmp_name(&raw_final);
+    let image = t.time("disk", || disk::run(&ctx, &deployed, &raw_tmp))?;
+
+    let stage_out = progress.stage("finish");
+    stage_out.message("checksumming the image");
+    let raw_sum = output::sha256_file(&raw_tmp)?;
+    let raw_artifact = Artifact {
+        file: file_name(&raw_final),
+        format: "raw".into(),
+        size: std::fs::metadata(&raw_tmp)?.len(),
+        allocated: fsutil::allocated_bytes(&raw_tmp)?,
+        sha256: raw_sum.clone(),
+    };
+    fsutil::commit_tmp(&raw_tmp, &raw_final)?;
+    let meta_final = out_dir.join(format!("{}.json", m.stem()));
+    let mut meta = Metadata {
+        name: m.name.clone(),
+        version: m.version.clone(),
+        atomicbuild_version: env!("CARGO_PKG_VERSION").into(),
+        manifest: output::ManifestRef {
+            path: manifest_path.display().to_string(),
+            sha256: m.sha256.clone(),
+        },
+        source_date_epoch: epoch,
+        ostree: output::OstreeInfo {
+            ref_: commit.ref_.clone(),
+            commit: commit.checksum.clone(),
+            osname: m.ostree.osname.clone(),
+        },
+        kernel: output::KernelInfo {
+            version: kernel.version.clone(),
+            cmdline: deployed.kargs.clone(),
+            initramfs_bytes: kernel.initramfs_bytes,
+        },
+        packages: custom
+            .packages
+            .iter()
+            .map(|(n, v, a)| output::Package {
+                name: n.clone(),
+                version: v.clone(),
+                arch: a.clone(),
+            })
+            .collect(),
+        disk: image.layout.clone(),
+        artifacts: vec![raw_artifact.clone()],
+        stages: t.0.clone(),
+    };
+    let finish_d = stage_out.finish("");
+    meta.stages.push(StageTime {
+        name: "finish".into(),
+        seconds: (finish_d.as_secs_f64() * 10.0).round() / 10.0,
+        cached: false,
+    });
+    let json = serde_json::to_vec_pretty(&meta)?;
+    fsutil::write_atomic(&meta_final, &json)?;
+    let meta_sum = output::sha256_file(&meta_final)?;
+    let sums = output::sha256sums(&[
+        (raw_sum, raw_artifact.file.clone()),
+        (meta_sum, file_name(&meta_final)),
+    ]);
+    fsutil::write_atomic(&out_dir.join("SHA256SUMS"), sums.as_bytes())?;
+
+    if !args.keep_workdir {
+        fsutil::remove_tree(&workdir.join("root"))?;
+        fsutil::remove_tree(&workdir.join("sysroot"))?;
+        fsutil::remove_tree(&workdir.join("bootfs"))?;
+    }
+    progress.println(&format!(
+        "done in {:.0}s: {} ({} MiB, {} MiB allocated), commit {}",
+        started.elapsed().as_secs_f64(),
+        raw_final.display(),
+        raw_artifact.size >> 20,
+        raw_artifact.allocated >> 20,
+        &commit.checksum[..12],
+    ));
+    Ok(Built {
+        raw: raw_final,
+        metadata: meta_final,
+    })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Empty the work directory (keeping its lock file), detaching any mount a
+/// killed run left behind.
+fn clean_workdir(workdir: &Path) -> Result<()> {
+    for e in std::fs::read_dir(workdir)? {
+        let e = e?;
+        if e.file_name() == ".lock" {
+            continue;
+        }
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            fsutil::remove_tree(&p)?;
+        } else {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}

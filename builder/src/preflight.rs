@@ -1,0 +1,145 @@
+//! Preflight: before any work, check every host tool a build (or a boot)
+//! needs, and list all missing ones with the Debian package that provides
+//! each and why it is needed.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+use crate::cmd::which;
+use crate::manifest::{Distro, Manifest};
+
+/// One requirement on the build host.
+struct Need {
+    what: &'static str,
+    found: bool,
+    package: &'static str,
+    why: &'static str,
+}
+
+fn tool(name: &'static str, package: &'static str, why: &'static str) -> Need {
+    Need {
+        what: name,
+        found: which(name).is_some(),
+        package,
+        why,
+    }
+}
+
+fn path(p: &'static str, package: &'static str, why: &'static str) -> Need {
+    Need {
+        what: p,
+        found: Path::new(p).exists(),
+        package,
+        why,
+    }
+}
+
+fn report(needs: Vec<Need>) -> Result<()> {
+    let missing: Vec<&Need> = needs.iter().filter(|n| !n.found).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut pkgs: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    pkgs.sort();
+    pkgs.dedup();
+    let lines: Vec<String> = missing
+        .iter()
+        .map(|n| format!("  {:<34} package {:<20} {}", n.what, n.package, n.why))
+        .collect();
+    bail!(
+        "this host lacks {} thing{} the build needs:\n{}\ninstall them with:\n  apt-get install --no-install-recommends {}",
+        missing.len(),
+        if missing.len() == 1 { "" } else { "s" },
+        lines.join("\n"),
+        pkgs.join(" ")
+    )
+}
+
+/// Everything `build` needs for this manifest.
+pub fn check_build(m: &Manifest) -> Result<()> {
+    let mut needs = vec![
+        tool(
+            "unshare",
+            "util-linux",
+            "runs installs and dracut in a private mount namespace",
+        ),
+        tool(
+            "chroot",
+            "coreutils",
+            "runs dracut, useradd and systemctl inside the new root",
+        ),
+        tool(
+            "mke2fs",
+            "e2fsprogs",
+            "writes the /boot and root ext4 filesystems into the image",
+        ),
+        tool(
+            "grub-mkimage",
+            "grub-common",
+            "builds the GRUB EFI and BIOS images",
+        ),
+        path(
+            "/usr/lib/grub/x86_64-efi/linux.mod",
+            "grub-efi-amd64-bin",
+            "GRUB modules for UEFI boot",
+        ),
+        path(
+            "/usr/lib/grub/i386-pc/boot.img",
+            "grub-pc-bin",
+            "GRUB modules and boot sector for BIOS boot",
+        ),
+    ];
+    match m.base.distro {
+        Distro::Debian => {
+            needs.push(tool(
+                "mmdebstrap",
+                "mmdebstrap",
+                "installs the Debian packages into the staging root",
+            ));
+            needs.push(tool(
+                "dpkg-query",
+                "dpkg",
+                "lists installed package versions for the build metadata",
+            ));
+        }
+        Distro::Fedora => {
+            needs.push(tool(
+                "dnf",
+                "dnf",
+                "installs the Fedora packages into the staging root",
+            ));
+            needs.push(tool(
+                "rpm",
+                "rpm",
+                "lists installed package versions for the build metadata",
+            ));
+        }
+    }
+    report(needs)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("atomicbuild build must run as root: installing packages with their real owners, chroot and dracut need it (try sudo)");
+    }
+    if m.base.distro == Distro::Fedora {
+        bail!("the Fedora backend is not built yet; this manifest validates, but only Debian bases can be built so far (see manifests/debian-k8s-host.toml)");
+    }
+    Ok(())
+}
+
+/// Everything `boot` needs.
+pub fn check_boot(uefi: bool) -> Result<()> {
+    let mut needs = vec![tool(
+        "qemu-system-x86_64",
+        "qemu-system-x86",
+        "runs the virtual machine",
+    )];
+    if uefi {
+        needs.push(path(
+            crate::qemu::OVMF_CODE,
+            "ovmf",
+            "UEFI firmware for the virtual machine",
+        ));
+    }
+    report(needs)
+}

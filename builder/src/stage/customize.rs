@@ -1,0 +1,173 @@
+//! Customize stage: turn the installed root into this manifest's host:
+//! scrub build-host leftovers and per-machine secrets, hostname and hosts,
+//! fstab, overlays, users with their SSH keys, and unit presets.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use super::Ctx;
+use crate::cmd::Cmd;
+use crate::fsutil;
+
+/// tmpfiles.d snippet that creates users' homes and SSH keys under /var.
+pub const USERS_TMPFILES: &str = "usr/lib/tmpfiles.d/atomicbuild-users.conf";
+
+/// The customized root and what was learned from it.
+pub struct Customized {
+    /// Installed packages `(name, version, arch)`.
+    pub packages: Vec<(String, String, String)>,
+}
+
+/// Apply the manifest to the staging root.
+pub fn run(ctx: &Ctx) -> Result<Customized> {
+    let m = ctx.manifest;
+    let root = ctx.root();
+    let stage = ctx.progress.stage("customize");
+    if !fsutil::mounts_under(&root)?.is_empty() {
+        bail!(
+            "something is still mounted below {}; refusing to modify it",
+            root.display()
+        );
+    }
+    stage.message("cleaning build-host leftovers");
+    for d in ["dev", "proc", "sys", "run", "tmp"] {
+        empty_dir(&root.join(d))?;
+    }
+    fs::set_permissions(
+        root.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )?;
+    for top in ["vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"] {
+        let p = root.join(top);
+        if fs::symlink_metadata(&p).is_ok() {
+            fs::remove_file(&p)?;
+        }
+    }
+    // Per-machine identity must be created on first boot, never shipped.
+    for e in fs::read_dir(root.join("etc/ssh")).into_iter().flatten() {
+        let e = e?;
+        if e.file_name().to_string_lossy().starts_with("ssh_host_") {
+            fs::remove_file(e.path())?;
+        }
+    }
+    fs::write(root.join("etc/machine-id"), b"")?;
+    let _ = fs::remove_file(root.join("var/lib/dbus/machine-id"));
+    let resolv = root.join("etc/resolv.conf");
+    let _ = fs::remove_file(&resolv);
+    fs::write(&resolv, b"")?;
+    fs::write(root.join("etc/hostname"), format!("{}\n", m.hostname))?;
+    let short = m.hostname.split('.').next().unwrap_or(&m.hostname);
+    fs::write(
+        root.join("etc/hosts"),
+        format!(
+            "127.0.0.1\tlocalhost\n127.0.1.1\t{} {short}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+            m.hostname
+        ),
+    )?;
+    fs::write(
+        root.join("etc/fstab"),
+        "# Written by atomicbuild. The root is mounted by ostree-prepare-root.\nLABEL=boot /boot ext4 defaults,nodev,nosuid 0 2\n",
+    )?;
+
+    for o in &m.overlays {
+        stage.message(&format!("overlay {}", o.display()));
+        fsutil::copy_tree(o, &root).with_context(|| format!("applying overlay {}", o.display()))?;
+    }
+
+    let mut tmpfiles = String::from("# Written by atomicbuild: users' homes and SSH keys.\n");
+    for u in &m.users {
+        stage.message(&format!("user {}", u.name));
+        let mut c = Cmd::new("chroot")
+            .arg(&root)
+            .args(["useradd", "--no-create-home", "--user-group"])
+            .args(["--home-dir", &format!("/home/{}", u.name)])
+            .args(["--shell", &u.shell]);
+        if !u.groups.is_empty() {
+            c = c.args(["--groups", &u.groups.join(",")]);
+        }
+        c.arg(&u.name).run().with_context(|| {
+            format!(
+                "creating user {} (are its groups installed in the image?)",
+                u.name
+            )
+        })?;
+        if let Some(h) = &u.password_hash {
+            Cmd::new("chroot")
+                .arg(&root)
+                .args(["usermod", "--password", h, &u.name])
+                .run()
+                .with_context(|| format!("setting the password of {}", u.name))?;
+        }
+        let (uid, gid) = lookup_ids(&root, &u.name)?;
+        let home = format!("/var/home/{}", u.name);
+        tmpfiles.push_str(&format!("d {home} 0700 {uid} {gid} -\n"));
+        if !u.ssh_authorized_keys.is_empty() {
+            let mut keys = u.ssh_authorized_keys.join("\\n");
+            keys.push_str("\\n");
+            tmpfiles.push_str(&format!("d {home}/.ssh 0700 {uid} {gid} -\n"));
+            tmpfiles.push_str(&format!(
+                "f {home}/.ssh/authorized_keys 0600 {uid} {gid} - {keys}\n"
+            ));
+        }
+    }
+    let tf = root.join(USERS_TMPFILES);
+    fs::create_dir_all(tf.parent().expect("has parent"))?;
+    fs::write(&tf, tmpfiles)?;
+
+    for (verb, units) in [
+        ("enable", &m.units.enable),
+        ("disable", &m.units.disable),
+        ("mask", &m.units.mask),
+    ] {
+        if units.is_empty() {
+            continue;
+        }
+        stage.message(&format!("systemctl {verb}"));
+        Cmd::new("systemctl")
+            .arg(format!("--root={}", root.display()))
+            .arg(verb)
+            .args(units)
+            .run()
+            .with_context(|| {
+                format!(
+                    "systemctl {verb} {} (is the unit installed in the image?)",
+                    units.join(" ")
+                )
+            })?;
+    }
+
+    let packages = super::install::package_list(&root)?;
+    stage.finish(&format!("{} packages", packages.len()));
+    Ok(Customized { packages })
+}
+
+fn empty_dir(d: &Path) -> Result<()> {
+    if !d.exists() {
+        fs::create_dir_all(d)?;
+        return Ok(());
+    }
+    for e in fs::read_dir(d)? {
+        let p = e?.path();
+        let md = fs::symlink_metadata(&p)?;
+        if md.is_dir() {
+            fsutil::remove_tree(&p)?;
+        } else {
+            fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// uid and gid of `name` from the root's /etc/passwd.
+pub fn lookup_ids(root: &Path, name: &str) -> Result<(u32, u32)> {
+    let passwd = fs::read_to_string(root.join("etc/passwd"))?;
+    for l in passwd.lines() {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() >= 4 && f[0] == name {
+            return Ok((f[2].parse()?, f[3].parse()?));
+        }
+    }
+    bail!("user {name} is not in {}/etc/passwd", root.display())
+}

@@ -1,0 +1,106 @@
+//! Deploy stage: a fresh OSTree sysroot (the future root partition) with the
+//! commit deployed through the Sysroot API, exactly as `ostree admin deploy`
+//! would on a running host. OSTree writes the kernel, initramfs and a BLS
+//! entry under `boot/`, which becomes the /boot partition.
+
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use ostree::gio;
+use ostree::glib;
+
+use super::commit::Commit;
+use super::Ctx;
+use crate::fsutil;
+
+/// Kernel arguments every image gets, before the manifest's own.
+pub const BASE_KARGS: &[&str] = &[
+    "root=LABEL=root",
+    "rw",
+    "console=tty0",
+    "console=ttyS0,115200",
+];
+
+/// A deployed sysroot.
+pub struct Deployed {
+    /// The sysroot directory (root partition contents, /boot included).
+    pub sysroot: PathBuf,
+    /// The deployment's directory inside the sysroot.
+    pub deployment: PathBuf,
+    /// The full kernel command line OSTree wrote into the BLS entry.
+    pub kargs: Vec<String>,
+}
+
+/// Deploy `commit` into `ctx.workdir/sysroot`.
+pub fn run(ctx: &Ctx, commit: &Commit) -> Result<Deployed> {
+    let m = ctx.manifest;
+    let stage = ctx.progress.stage("deploy");
+    let c = gio::Cancellable::NONE;
+    let path = ctx.workdir.join("sysroot");
+    fsutil::remove_tree(&path)?;
+    fs::create_dir_all(path.join("boot"))?;
+
+    // The deployment directory would otherwise get the immutable attribute,
+    // which mke2fs does not carry over anyway and which blocks cleaning up
+    // the work directory.
+    std::env::set_var("OSTREE_SYSROOT_DEBUG", "mutable-deployments");
+    let sysroot = ostree::Sysroot::new(Some(&gio::File::for_path(&path)));
+    sysroot
+        .ensure_initialized(c)
+        .context("initializing the sysroot")?;
+    sysroot.load(c).context("loading the sysroot")?;
+    sysroot
+        .init_osname(&m.ostree.osname, c)
+        .with_context(|| format!("creating stateroot {}", m.ostree.osname))?;
+    let repo = sysroot.repo();
+    let cfg = repo.copy_config();
+    // atomicbuild writes the GRUB configuration itself from the BLS entries.
+    cfg.set_string("sysroot", "bootloader", "none");
+    repo.write_config(&cfg)
+        .context("configuring the sysroot repository")?;
+
+    stage.message("pulling the commit into the sysroot");
+    let opts = glib::VariantDict::new(None);
+    opts.insert("refs", vec![commit.ref_.clone()]);
+    let url = format!("file://{}", commit.repo.display());
+    repo.pull_with_options(&url, &opts.end(), None, c)
+        .with_context(|| format!("pulling {} from {}", commit.ref_, commit.repo.display()))?;
+    drop(repo);
+
+    let mut kargs: Vec<String> = BASE_KARGS.iter().map(|s| s.to_string()).collect();
+    kargs.extend(m.kernel_args.iter().cloned());
+    let kref: Vec<&str> = kargs.iter().map(String::as_str).collect();
+    let origin = sysroot.origin_new_from_refspec(&commit.ref_);
+    stage.message("deploying");
+    let dep = sysroot
+        .deploy_tree(
+            Some(&m.ostree.osname),
+            &commit.checksum,
+            Some(&origin),
+            None,
+            &kref,
+            c,
+        )
+        .context("deploying the commit")?;
+    sysroot
+        .simple_write_deployment(
+            Some(&m.ostree.osname),
+            &dep,
+            None,
+            ostree::SysrootSimpleWriteDeploymentFlags::NONE,
+            c,
+        )
+        .context("writing the deployment and its boot entry")?;
+    let deployment = path.join(sysroot.deployment_dirpath(&dep).as_str());
+    stage.finish(&format!(
+        "{}.{}",
+        &commit.checksum[..12],
+        dep.deployserial()
+    ));
+    Ok(Deployed {
+        sysroot: path,
+        deployment,
+        kargs,
+    })
+}

@@ -1,0 +1,218 @@
+//! Install stage: the manifest's packages into a fresh staging root.
+//!
+//! Debian: `mmdebstrap --mode=root --variant=minbase` with recommends off,
+//! the kernel's initramfs hooks diverted to no-op stubs (the initramfs is
+//! built once, later, by the initramfs stage), downloaded .debs kept in the
+//! cache between runs. Installed roots are cached too, keyed by a hash of
+//! everything that goes into them; a hit copies the cached tree instead.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::Ctx;
+use crate::cmd::Cmd;
+use crate::fsutil;
+use crate::manifest::{Distro, Manifest};
+
+/// Bump when the way a root is installed changes (invalidates cached roots).
+const INSTALL_RECIPE: &str = "debian-install-v1";
+
+/// Runs inside the root after the essential packages are in: divert the
+/// kernel's initramfs hooks to stubs that do nothing (dracut's own postinst
+/// calls its hook by path, so a stub must stay in place).
+const DIVERT_HOOK: &str = r#"#!/bin/sh
+set -e
+mkdir -p "$1/etc/kernel/postinst.d"
+for h in dracut initramfs-tools; do
+  chroot "$1" dpkg-divert --quiet --local --rename \
+    --divert "/etc/kernel/postinst.d/$h.atomicbuild-diverted" \
+    --add "/etc/kernel/postinst.d/$h"
+  printf '#!/bin/sh\nexit 0\n' > "$1/etc/kernel/postinst.d/$h"
+  chmod 755 "$1/etc/kernel/postinst.d/$h"
+done
+"#;
+
+/// Runs after all packages are in: remove the stubs and undo the diversions.
+const UNDIVERT_HOOK: &str = r#"#!/bin/sh
+set -e
+for h in dracut initramfs-tools; do
+  rm -f "$1/etc/kernel/postinst.d/$h"
+  chroot "$1" dpkg-divert --quiet --local --rename --remove "/etc/kernel/postinst.d/$h"
+done
+"#;
+
+/// The installed staging root.
+pub struct Installed {
+    /// Path of the root directory.
+    pub root: PathBuf,
+    /// Whether the tree came from the cache.
+    pub cache_hit: bool,
+    /// The cache key of this root.
+    pub key: String,
+}
+
+/// The cache key of an installed root: every input that shapes it.
+pub fn cache_key(m: &Manifest) -> String {
+    let mut h = Sha256::new();
+    let b = &m.base;
+    let mut pkgs = m.packages.clone();
+    pkgs.sort();
+    let parts = [
+        INSTALL_RECIPE.to_string(),
+        format!("{:?}", b.distro),
+        b.release.clone(),
+        b.mirror.clone().unwrap_or_default(),
+        b.security_mirror.clone().unwrap_or_default(),
+        b.components.join(","),
+        pkgs.join(","),
+        DIVERT_HOOK.into(),
+        UNDIVERT_HOOK.into(),
+    ];
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Install the packages into `ctx.root()`.
+pub fn run(ctx: &Ctx) -> Result<Installed> {
+    let m = ctx.manifest;
+    if m.base.distro != Distro::Debian {
+        bail!("only Debian bases can be installed so far");
+    }
+    let key = cache_key(m);
+    let root = ctx.root();
+    let roots = ctx.cache_dir.join("roots");
+    let entry = roots.join(&key);
+    let stage = ctx.progress.stage("install");
+    if entry.join("complete").is_file() && entry.join("root").is_dir() {
+        stage.message("copying the cached root");
+        copy_tree_exact(&entry.join("root"), &root)?;
+        stage.finish("cached root");
+        return Ok(Installed {
+            root,
+            cache_hit: true,
+            key,
+        });
+    }
+
+    let debs = ctx
+        .cache_dir
+        .join("debs")
+        .join(format!("debian-{}", m.base.release));
+    fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
+    let hooks = ctx.workdir.join("hooks");
+    fs::create_dir_all(&hooks)?;
+    let divert = write_hook(&hooks, "divert.sh", DIVERT_HOOK)?;
+    let undivert = write_hook(&hooks, "undivert.sh", UNDIVERT_HOOK)?;
+    let debs_s = debs.to_string_lossy();
+    let cmd = Cmd::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg("mmdebstrap")
+        .args([
+            "--mode=root",
+            "--variant=minbase",
+            "--aptopt=APT::Install-Recommends \"false\"",
+            "--aptopt=Acquire::Retries \"3\"",
+            "--skip=download/empty",
+            "--skip=essential/unlink",
+            "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+        ])
+        .arg(format!("--components={}", m.base.components.join(",")))
+        .arg(format!("--include={}", m.packages.join(",")))
+        .arg(format!(
+            "--setup-hook=sync-in {debs_s} /var/cache/apt/archives/"
+        ))
+        .arg(format!("--essential-hook={}", divert.display()))
+        .arg(format!("--customize-hook={}", undivert.display()))
+        .arg(format!(
+            "--customize-hook=sync-out /var/cache/apt/archives {debs_s}"
+        ))
+        .arg(&m.base.release)
+        .arg(&root)
+        .args(sources(m))
+        .env("SOURCE_DATE_EPOCH", ctx.source_date_epoch.to_string());
+    cmd.run_streaming(|l| stage.message(l))
+        .context("installing packages with mmdebstrap")?;
+
+    // Keep the pristine root for the next build with the same inputs.
+    stage.message("saving the installed root to the cache");
+    fs::create_dir_all(&roots)?;
+    let tmp = roots.join(format!("{}{key}", fsutil::TMP_PREFIX));
+    fsutil::remove_tree(&tmp)?;
+    fs::create_dir_all(&tmp)?;
+    copy_tree_exact(&root, &tmp.join("root"))?;
+    fs::write(tmp.join("complete"), key.as_bytes())?;
+    fsutil::remove_tree(&entry)?;
+    fs::rename(&tmp, &entry)
+        .with_context(|| format!("renaming {} into the cache", tmp.display()))?;
+    stage.finish("");
+    Ok(Installed {
+        root,
+        cache_hit: false,
+        key,
+    })
+}
+
+/// The apt source lines for the manifest's Debian base.
+pub fn sources(m: &Manifest) -> Vec<String> {
+    let b = &m.base;
+    let comps = b.components.join(" ");
+    let mirror = b
+        .mirror
+        .as_deref()
+        .unwrap_or("http://deb.debian.org/debian");
+    let mut v = vec![format!("deb {mirror} {} {comps}", b.release)];
+    if !matches!(b.release.as_str(), "sid" | "unstable" | "experimental") {
+        v.push(format!("deb {mirror} {}-updates {comps}", b.release));
+        if let Some(sec) = &b.security_mirror {
+            v.push(format!("deb {sec} {}-security {comps}", b.release));
+        }
+    }
+    v
+}
+
+fn write_hook(dir: &Path, name: &str, body: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    fs::write(&p, body)?;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755))?;
+    Ok(p)
+}
+
+/// Copy a root tree exactly (owners, modes, hard links, xattrs, times).
+pub fn copy_tree_exact(src: &Path, dst: &Path) -> Result<()> {
+    if dst.exists() {
+        fsutil::remove_tree(dst)?;
+    }
+    Cmd::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(src)
+        .arg(dst)
+        .run()
+        .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+    Ok(())
+}
+
+/// Installed packages as `(name, version, architecture)`, sorted by name.
+pub fn package_list(root: &Path) -> Result<Vec<(String, String, String)>> {
+    let admindir = root.join("var/lib/dpkg");
+    let out = Cmd::new("dpkg-query")
+        .arg(format!("--admindir={}", admindir.display()))
+        .args(["-W", "-f", "${Package}\\t${Version}\\t${Architecture}\\n"])
+        .output_string()
+        .context("listing installed packages")?;
+    let mut v: Vec<(String, String, String)> = out
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split('\t');
+            Some((it.next()?.into(), it.next()?.into(), it.next()?.into()))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}

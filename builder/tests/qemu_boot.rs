@@ -1,0 +1,410 @@
+//! Real boots. Builds the image of `qemu-tests/001_k8s_host` (after first
+//! killing one build in its disk stage to prove nothing partial lands under
+//! a final name), then boots it once with UEFI (OVMF) and once with BIOS
+//! (SeaBIOS) in QEMU, in parallel, and checks everything the test image's
+//! marker unit reports on the serial console. KVM is used when it works,
+//! TCG otherwise; each boot is bounded and a hung boot fails with the
+//! console tail.
+//!
+//! Needs root, network access to Debian's archive, and the packages
+//! `.ci/run` installs. One test function, so the image is built once.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use atomicbuild::cli::Firmware;
+use atomicbuild::qemu::{Serial, Vm};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(25 * 60);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn final_names(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with(atomicbuild::fsutil::TMP_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn build_cmd(manifest: &Path, out: &Path, work: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_atomicbuild"));
+    c.arg("build")
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--output")
+        .arg(out)
+        .arg("--workdir")
+        .arg(work)
+        .env("SOURCE_DATE_EPOCH", "1700000000");
+    c
+}
+
+/// Start a build, SIGKILL it a moment into its disk stage, and check that
+/// no file appeared under a final name.
+fn interrupted_build(manifest: &Path, out: &Path, work: &Path) {
+    let mut child = build_cmd(manifest, out, work)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut log = Vec::new();
+    let mut killed = false;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        eprintln!("[interrupted build] {line}");
+        log.push(line.clone());
+        if line.starts_with("==> disk") {
+            std::thread::sleep(Duration::from_secs(3));
+            child.kill().unwrap();
+            killed = true;
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        killed,
+        "the build ended before its disk stage:\n{}",
+        log.join("\n")
+    );
+    assert!(!status.success());
+    assert_eq!(
+        final_names(out),
+        Vec::<String>::new(),
+        "a killed build left files under final names"
+    );
+    assert!(
+        atomicbuild::fsutil::mounts_under(work).unwrap().is_empty(),
+        "a killed build left mounts behind"
+    );
+}
+
+/// Facts a boot reported: check name → lines.
+type Report = BTreeMap<String, Vec<String>>;
+
+fn parse_report(console: &str) -> Report {
+    let mut r = Report::new();
+    for line in console.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(pos) = line.find("ABCHECK ") {
+            let rest = &line[pos + 8..];
+            if let Some((name, value)) = rest.split_once("| ") {
+                r.entry(name.to_string())
+                    .or_default()
+                    .push(value.to_string());
+            }
+        }
+    }
+    r
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Boot `image` and return the console once the checks finished.
+fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<String, String> {
+    let log = scratch.join("console.log");
+    let vm = Vm {
+        image: image.to_owned(),
+        firmware,
+        memory: 2048,
+        cpus: 1,
+        snapshot: true,
+        serial: Serial::File(log.clone()),
+        scratch: scratch.to_owned(),
+        extra: Vec::new(),
+    };
+    let mut child = vm
+        .command()
+        .map_err(|e| e.to_string())?
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting QEMU: {e}"))?;
+    let start = Instant::now();
+    loop {
+        let console = std::fs::read_to_string(&log).unwrap_or_default();
+        if console.contains("ABCHECK-END") {
+            // Let it power off by itself; bounded.
+            for _ in 0..60 {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!(
+                "[{firmware:?}] checks done after {:.0}s",
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            return Err(format!(
+                "QEMU exited ({st}) before the checks finished; QEMU said: {err}\nconsole tail:\n{}",
+                tail(&console, 60)
+            ));
+        }
+        if start.elapsed() > BOOT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the boot did not finish within {}s; console tail:\n{}",
+                BOOT_TIMEOUT.as_secs(),
+                tail(&console, 60)
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn one(r: &Report, name: &str) -> String {
+    r.get(name).map(|v| v.join("\n")).unwrap_or_default()
+}
+
+/// Compare what the guest reported with what the manifest and the build
+/// metadata say; return every mismatch.
+fn check_report(
+    r: &Report,
+    firmware: Firmware,
+    m: &atomicbuild::manifest::Manifest,
+    commit: &str,
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut expect = |ok: bool, what: &str, got: String| {
+        if !ok {
+            bad.push(format!("{what}; got: {got:?}"));
+        }
+    };
+    let state = one(r, "state");
+    expect(state == "running", "system state should be running", state);
+    let failed = one(r, "failed");
+    expect(
+        failed.trim().is_empty(),
+        "no unit should have failed",
+        failed,
+    );
+    let w = one(r, "usr-write");
+    expect(
+        w.contains("rc=") && !w.contains("WRITABLE"),
+        "writing to /usr must fail",
+        w,
+    );
+    let mo = one(r, "usr-mount");
+    expect(
+        mo.split(',').any(|o| o == "ro"),
+        "/usr must be mounted read-only",
+        mo,
+    );
+    let st = one(r, "ostree");
+    expect(
+        st.contains(commit) && st.lines().any(|l| l.starts_with("* ")),
+        &format!("ostree admin status should show the built commit {commit} as booted"),
+        st,
+    );
+    let act = r.get("active").cloned().unwrap_or_default();
+    expect(
+        act.len() == 4 && act.iter().all(|a| a == "active"),
+        "containerd, etcd, ssh and networkd should be active",
+        act.join(","),
+    );
+    let eh = one(r, "etcd-health");
+    expect(
+        eh.contains("\"health\":\"true\""),
+        "etcd should answer /health with true",
+        eh,
+    );
+    let ctr = one(r, "containerd");
+    expect(
+        ctr.contains("Server:"),
+        "containerd should answer `ctr version`",
+        ctr,
+    );
+    let cmdline = one(r, "cmdline");
+    for a in m
+        .kernel_args
+        .iter()
+        .map(String::as_str)
+        .chain(["root=LABEL=root"])
+    {
+        expect(
+            cmdline.split_whitespace().any(|w| w == a),
+            &format!("kernel argument {a} should be on /proc/cmdline"),
+            cmdline.clone(),
+        );
+    }
+    let user = &m.users[0];
+    let pw = one(r, "passwd");
+    expect(
+        pw.starts_with(&format!("{}:x:", user.name))
+            && pw.contains(&format!(":/home/{}:", user.name)),
+        "the manifest's user should exist",
+        pw,
+    );
+    let groups = one(r, "groups");
+    for g in &user.groups {
+        expect(
+            groups.split_whitespace().any(|x| x == g),
+            &format!("user should be in group {g}"),
+            groups.clone(),
+        );
+    }
+    let keys = r.get("authorized-keys").cloned().unwrap_or_default();
+    expect(
+        keys == user.ssh_authorized_keys,
+        "authorized_keys should hold exactly the manifest's keys",
+        keys.join("\n"),
+    );
+    let perm = one(r, "keys-perm");
+    expect(
+        perm == format!("{} 600", user.name),
+        "authorized_keys should be owned by the user, mode 600",
+        perm,
+    );
+    let hn = one(r, "hostname");
+    expect(hn == m.hostname, "hostname should be the manifest's", hn);
+    let fw = one(r, "firmware");
+    let want = if firmware == Firmware::Uefi {
+        "uefi"
+    } else {
+        "bios"
+    };
+    expect(
+        fw == want,
+        &format!("the guest should have booted with {want}"),
+        fw,
+    );
+    let bm = one(r, "boot-mount");
+    expect(
+        bm.contains("ext4"),
+        "/boot should be the ext4 boot partition",
+        bm,
+    );
+    let hk: u32 = one(r, "hostkeys").trim().parse().unwrap_or(0);
+    expect(
+        hk >= 1,
+        "SSH host keys should be generated on first boot",
+        hk.to_string(),
+    );
+    bad
+}
+
+#[test]
+fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
+    let root = repo_root();
+    let manifest_path = root.join("qemu-tests/001_k8s_host/host.toml");
+    let m = atomicbuild::manifest::load(&manifest_path).unwrap();
+    std::fs::create_dir_all("/var/tmp").unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("atomicbuild-qemu-test.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let out = tmp.path().join("out");
+    let work = tmp.path().join("work");
+
+    interrupted_build(&manifest_path, &out, &work);
+
+    let t = Instant::now();
+    let o = build_cmd(&manifest_path, &out, &work).status().unwrap();
+    assert!(o.success(), "the rebuild after an interrupted build failed");
+    eprintln!("rebuild took {:.0}s", t.elapsed().as_secs_f64());
+    let stem = m.stem();
+    assert_eq!(
+        final_names(&out),
+        vec![
+            "SHA256SUMS".to_string(),
+            format!("{stem}.json"),
+            format!("{stem}.raw")
+        ]
+    );
+    let sums = Command::new("sha256sum")
+        .args(["-c", "--quiet", "SHA256SUMS"])
+        .current_dir(&out)
+        .status()
+        .unwrap();
+    assert!(sums.success(), "SHA256SUMS does not match the outputs");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap()).unwrap();
+    let commit = meta["ostree"]["commit"].as_str().unwrap().to_string();
+    assert_eq!(commit.len(), 64);
+    assert_eq!(meta["stages"][0]["name"], "install");
+    assert_eq!(
+        meta["stages"][0]["cached"], true,
+        "the rebuild should reuse the installed root"
+    );
+    assert!(meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "etcd-server"));
+    eprintln!("stage times: {}", meta["stages"]);
+
+    let raw = out.join(format!("{stem}.raw"));
+    let bios_img = tmp.path().join("bios.raw");
+    let cp = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&raw)
+        .arg(&bios_img)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+
+    let mut handles = Vec::new();
+    for (fw, img) in [(Firmware::Uefi, raw.clone()), (Firmware::Bios, bios_img)] {
+        let scratch = tmp.path().join(format!("vm-{fw:?}"));
+        std::fs::create_dir_all(&scratch).unwrap();
+        handles.push((fw, std::thread::spawn(move || boot(&img, fw, &scratch))));
+    }
+    let mut failures = Vec::new();
+    for (fw, h) in handles {
+        match h.join().unwrap() {
+            Err(e) => failures.push(format!("[{fw:?}] {e}")),
+            Ok(console) => {
+                let r = parse_report(&console);
+                eprintln!(
+                    "[{fw:?}] boot to running: {}s (guest uptime)",
+                    one(&r, "uptime")
+                );
+                let bad = check_report(&r, fw, &m, &commit);
+                if !bad.is_empty() {
+                    failures.push(format!(
+                        "[{fw:?}] {} check(s) failed:\n  {}\nconsole tail:\n{}",
+                        bad.len(),
+                        bad.join("\n  "),
+                        tail(&console, 40)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn report_parser_reads_prefixed_lines_amid_noise() {
+    let r = parse_report("junk\r\n[  5.1] x ABCHECK state| running\r\nABCHECK active| active\nABCHECK active| inactive\n");
+    assert_eq!(one(&r, "state"), "running");
+    assert_eq!(r["active"], vec!["active", "inactive"]);
+}

@@ -1,0 +1,30 @@
+#!/bin/bash
+# Prints facts as "ABCHECK <name>| <line>" on the serial console; the test
+# harness (builder/tests/qemu_boot.rs) decides what is right. Then powers off.
+exec >/dev/ttyS0 2>&1
+dmesg -n 1 2>/dev/null
+say() { local n=$1; shift; "$@" 2>&1 | while IFS= read -r l; do echo "ABCHECK $n| $l"; done; }
+
+echo "ABCHECK-BEGIN"
+state=$(systemctl is-system-running --wait 2>&1)
+echo "ABCHECK state| $state"
+say uptime cut -d' ' -f1 /proc/uptime
+say failed systemctl list-units --failed --no-legend --plain
+say usr-write bash -c 'touch /usr/.atomicbuild-write-test && echo WRITABLE || echo "rc=$?"'
+say usr-mount findmnt -n -o OPTIONS /usr
+say ostree ostree admin status
+say active systemctl is-active containerd etcd ssh systemd-networkd
+say etcd-health bash -c 'exec 3<>/dev/tcp/127.0.0.1/2379 && printf "GET /health HTTP/1.0\r\n\r\n" >&3 && timeout 5 cat <&3 | tail -n1'
+say containerd ctr --timeout 10s version
+say cmdline cat /proc/cmdline
+say passwd getent passwd core
+say groups id -nG core
+say authorized-keys cat /var/home/core/.ssh/authorized_keys
+say keys-perm stat -c '%U %a' /var/home/core/.ssh/authorized_keys
+say hostname hostname
+say firmware bash -c '[ -d /sys/firmware/efi ] && echo uefi || echo bios'
+say boot-mount findmnt -n -o SOURCE,FSTYPE /boot
+say hostkeys bash -c 'ls /etc/ssh/ssh_host_*_key | wc -l'
+echo "ABCHECK-END"
+sleep 1
+systemctl poweroff
