@@ -97,9 +97,8 @@ impl StageProgress {
             format!("  ({note})")
         };
         let line = format!("  ✓ {:<10} {:>7.1}s{note}", self.name, d.as_secs_f64());
-        match &self.bar {
-            Some(b) => b.finish_and_clear(),
-            None => {}
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
         }
         eprintln!("{line}");
         d

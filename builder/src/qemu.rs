@@ -19,9 +19,39 @@ pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
 const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
 
-/// Whether KVM can actually create a virtual machine here (the device node
-/// existing is not enough).
+/// Whether KVM really works here: the device node answers, and QEMU can
+/// start a KVM guest with the host CPU model and keeps running (on some
+/// hosts /dev/kvm opens and creates VMs, but QEMU aborts setting MSRs).
+/// Probed once per process.
 pub fn kvm_works() -> bool {
+    static KVM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KVM.get_or_init(|| kvm_device_answers() && qemu_kvm_probe())
+}
+
+/// Start a memory-only KVM guest and see whether QEMU survives 3 seconds.
+fn qemu_kvm_probe() -> bool {
+    let child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "kvm", "-cpu", "host", "-machine", "q35", "-m", "64"])
+        .args(["-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return false;
+    };
+    for _ in 0..30 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    true
+}
+
+fn kvm_device_answers() -> bool {
     let Ok(f) = OpenOptions::new().read(true).write(true).open("/dev/kvm") else {
         return false;
     };

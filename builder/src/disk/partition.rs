@@ -53,7 +53,13 @@ mod tests {
     fn table_reads_back_with_our_guids() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.img");
-        let f = File::create(&p).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
         let lay = layout(2048 * MIB, 64 * MIB, 256 * MIB, "t");
         f.set_len(lay.size).unwrap();
         write_gpt(f, &lay).unwrap();

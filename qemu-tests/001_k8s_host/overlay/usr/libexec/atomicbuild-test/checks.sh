@@ -3,7 +3,7 @@
 # harness (builder/tests/qemu_boot.rs) decides what is right. Then powers off.
 exec >/dev/ttyS0 2>&1
 dmesg -n 1 2>/dev/null
-say() { local n=$1; shift; "$@" 2>&1 | while IFS= read -r l; do echo "ABCHECK $n| $l"; done; }
+say() { local n=$1; shift; "$@" 2>&1 | while IFS= read -r l || [ -n "$l" ]; do echo "ABCHECK $n| $l"; done; }
 
 echo "ABCHECK-BEGIN"
 state=$(systemctl is-system-running --wait 2>&1)
