@@ -143,3 +143,42 @@ pub fn check_boot(uefi: bool) -> Result<()> {
     }
     report(needs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tools_are_all_listed_with_packages_and_reasons() {
+        let e = report(vec![
+            tool(
+                "atomicbuild-no-such-tool-1",
+                "pkg-one",
+                "needed for the first thing",
+            ),
+            tool("sh", "dash", "present, so not listed"),
+            path(
+                "/nonexistent/atomicbuild/file",
+                "pkg-two",
+                "needed for the second thing",
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("lacks 2 things"), "{e}");
+        assert!(
+            e.contains("atomicbuild-no-such-tool-1") && e.contains("needed for the first thing")
+        );
+        assert!(e.contains("/nonexistent/atomicbuild/file") && e.contains("pkg-two"));
+        assert!(!e.contains("dash"), "{e}");
+        assert!(
+            e.contains("apt-get install --no-install-recommends pkg-one pkg-two"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nothing_missing_is_ok() {
+        assert!(report(vec![tool("sh", "dash", "shell")]).is_ok());
+    }
+}

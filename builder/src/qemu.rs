@@ -31,8 +31,17 @@ pub fn kvm_works() -> bool {
 /// Start a memory-only KVM guest and see whether QEMU survives 3 seconds.
 fn qemu_kvm_probe() -> bool {
     let child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "kvm", "-cpu", "host", "-machine", "q35", "-m", "64"])
-        .args(["-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none"])
+        .args([
+            "-accel", "kvm", "-cpu", "host", "-machine", "q35", "-m", "64",
+        ])
+        .args([
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -104,7 +113,8 @@ impl Vm {
         let mut c = Command::new("qemu-system-x86_64");
         c.args(["-machine", "q35", "-m", &self.memory.to_string()])
             .args(["-smp", &self.cpus.to_string()])
-            .args(["-nodefaults", "-display", "none", "-no-reboot"]);
+            // No -no-reboot: OVMF may reset once on a fresh variable store.
+            .args(["-nodefaults", "-display", "none"]);
         if kvm {
             c.args(["-accel", "kvm", "-cpu", "host"]);
         } else {

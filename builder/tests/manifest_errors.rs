@@ -62,7 +62,8 @@ fn run_with(text: &str, subcommand: &str) -> Run {
     let o = c.output().unwrap();
     Run {
         ok: o.status.success(),
-        stderr: String::from_utf8_lossy(&o.stderr).replace(&dir.path().display().to_string(), "<dir>"),
+        stderr: String::from_utf8_lossy(&o.stderr)
+            .replace(&dir.path().display().to_string(), "<dir>"),
         out_created: out.exists() || work.exists(),
     }
 }

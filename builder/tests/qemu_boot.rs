@@ -69,7 +69,7 @@ fn interrupted_build(manifest: &Path, out: &Path, work: &Path) {
         eprintln!("[interrupted build] {line}");
         log.push(line.clone());
         if line.starts_with("==> disk") {
-            std::thread::sleep(Duration::from_secs(3));
+            std::thread::sleep(Duration::from_secs(1));
             child.kill().unwrap();
             killed = true;
             break;
@@ -117,6 +117,11 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The console log so far (firmware writes bytes that are not UTF-8).
+fn read_console(log: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
+}
+
 /// Boot `image` and return the console once the checks finished.
 fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<String, String> {
     let log = scratch.join("console.log");
@@ -139,7 +144,7 @@ fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<String, Stri
         .map_err(|e| format!("starting QEMU: {e}"))?;
     let start = Instant::now();
     loop {
-        let console = std::fs::read_to_string(&log).unwrap_or_default();
+        let console = read_console(&log);
         if console.contains("ABCHECK-END") {
             // Let it power off by itself; bounded.
             for _ in 0..60 {
@@ -154,9 +159,14 @@ fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<String, Stri
                 "[{firmware:?}] checks done after {:.0}s",
                 start.elapsed().as_secs_f64()
             );
-            return Ok(std::fs::read_to_string(&log).unwrap_or_default());
+            return Ok(read_console(&log));
         }
         if let Some(st) = child.try_wait().unwrap() {
+            // The guest may have finished and powered off since the last read.
+            let console = read_console(&log);
+            if console.contains("ABCHECK-END") {
+                continue;
+            }
             let mut err = String::new();
             if let Some(mut e) = child.stderr.take() {
                 use std::io::Read;
