@@ -37,11 +37,47 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         manifest: PathBuf,
     },
+    /// Rebuild from a lock in a scratch directory and report whether the
+    /// result is bit-for-bit identical to the images in --output, or the
+    /// first file, partition or byte range that differs.
+    Verify {
+        /// The manifest the images were built from.
+        #[arg(short, long, value_name = "FILE")]
+        manifest: PathBuf,
+        /// The lock written by that build.
+        #[arg(long, value_name = "FILE")]
+        lock: PathBuf,
+        /// Where the build to compare against put its outputs.
+        #[arg(short, long, value_name = "DIR", default_value = "out")]
+        output: PathBuf,
+    },
+    /// Show or prune the build cache (installed roots, initramfs images).
+    Cache {
+        /// What to do.
+        #[command(subcommand)]
+        action: CacheAction,
+        /// The cache directory [default: $XDG_CACHE_HOME/atomicbuild].
+        #[arg(long, value_name = "DIR", env = "ATOMICBUILD_CACHE_DIR", global = true)]
+        cache_dir: Option<PathBuf>,
+    },
     /// Boot a disk image in QEMU with the serial console on this terminal.
     ///
     /// Uses KVM when /dev/kvm really works, software emulation (TCG) otherwise.
     /// Quit with Ctrl-A X.
     Boot(BootArgs),
+}
+
+/// `cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// List entries with their size and when they were last used.
+    List,
+    /// Remove entries unused for a number of days (0: everything).
+    Gc {
+        /// Keep entries used within this many days.
+        #[arg(long, default_value_t = 30)]
+        older_than_days: u64,
+    },
 }
 
 /// Options of `build`.
@@ -68,6 +104,16 @@ pub struct BuildArgs {
     /// Keep the work directory after a successful build (for inspection).
     #[arg(long)]
     pub keep_workdir: bool,
+
+    /// Install exactly the package set of this lock file (as written to
+    /// OUTPUT/NAME-VERSION.lock by an earlier build).
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+
+    /// Rebuild every stage instead of reusing cached results (downloaded
+    /// packages are still reused; apt verifies them).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// Firmware to boot with.

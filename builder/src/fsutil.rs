@@ -198,6 +198,35 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     Ok(DirLock { _file: f })
 }
 
+/// A shared or exclusive lock on a file, held while the value lives; taking
+/// it waits for conflicting holders (other builds using the same cache entry).
+pub fn lock_file(path: &Path, exclusive: bool) -> Result<DirLock> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening lock {}", path.display()))?;
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    // SAFETY: flock on an open descriptor.
+    let r = unsafe { libc::flock(f.as_raw_fd(), op) };
+    if r != 0 {
+        bail!(
+            "locking {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(DirLock { _file: f })
+}
+
 /// Bytes allocated on disk for a file (st_blocks * 512).
 pub fn allocated_bytes(p: &Path) -> Result<u64> {
     Ok(fs::metadata(p)?.blocks() * 512)

@@ -2,10 +2,12 @@
 //! one TOML manifest. See README.md for the manifest reference.
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod cmd;
 pub mod disk;
 pub mod fsutil;
+pub mod lock;
 pub mod manifest;
 pub mod output;
 pub mod pipeline;
@@ -13,6 +15,7 @@ pub mod preflight;
 pub mod progress;
 pub mod qemu;
 pub mod stage;
+pub mod verify;
 
 use anyhow::Result;
 
@@ -43,6 +46,45 @@ pub fn run(cli: cli::Cli) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+        }
+        Some(cli::Command::Verify {
+            manifest,
+            lock,
+            output,
+        }) => verify::verify(&manifest, &lock, &output)?,
+        Some(cli::Command::Cache { action, cache_dir }) => {
+            let dir = cache_dir.unwrap_or_else(pipeline::default_cache_dir);
+            match action {
+                cli::CacheAction::List => {
+                    let entries = cache::list(&dir)?;
+                    if entries.is_empty() {
+                        println!("{}: empty", dir.display());
+                    }
+                    let mut total = 0;
+                    for e in &entries {
+                        total += e.bytes;
+                        println!(
+                            "{:<10} {}  {:>8} MiB  last used {}",
+                            e.kind,
+                            &e.key[..16.min(e.key.len())],
+                            e.bytes >> 20,
+                            e.last_used
+                        );
+                    }
+                    if !entries.is_empty() {
+                        println!(
+                            "{} entries, {} MiB in {}",
+                            entries.len(),
+                            total >> 20,
+                            dir.display()
+                        );
+                    }
+                }
+                cli::CacheAction::Gc { older_than_days } => {
+                    let (n, bytes) = cache::gc(&dir, older_than_days)?;
+                    println!("removed {n} entries, freed {} MiB", bytes >> 20);
+                }
+            }
         }
         Some(cli::Command::Boot(args)) => qemu::boot_interactive(&args)?,
     }

@@ -37,6 +37,8 @@ pub struct Built {
     pub raw: PathBuf,
     /// Path of the metadata JSON.
     pub metadata: PathBuf,
+    /// Path of the package lock.
+    pub lock: PathBuf,
 }
 
 struct Timings(Vec<StageTime>);
@@ -64,6 +66,15 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
         .clone()
         .context("no manifest given: pass --manifest host.toml (see manifests/ for examples)")?;
     let m = manifest::load(&manifest_path)?;
+    let lock = match &args.lock {
+        Some(p) => {
+            let l = crate::lock::Lock::load(p)?;
+            stage::install::check_lock(&m, &l)
+                .with_context(|| format!("checking {}", p.display()))?;
+            Some(l)
+        }
+        None => None,
+    };
     preflight::check_build(&m)?;
     let progress = Progress::new();
     let epoch = source_date_epoch()?;
@@ -83,6 +94,7 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
         manifest: &m,
         workdir: workdir.clone(),
         cache_dir,
+        use_cache: !args.no_cache,
         progress: &progress,
         source_date_epoch: epoch,
     };
@@ -96,10 +108,12 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
     let started = std::time::Instant::now();
 
     let ti = std::time::Instant::now();
-    let installed = stage::install::run(&ctx)?;
+    let installed = stage::install::run(&ctx, lock.as_ref())?;
     t.add("install", ti.elapsed(), installed.cache_hit);
     let custom = t.time("customize", || stage::customize::run(&ctx))?;
-    let kernel = t.time("initramfs", || stage::initramfs::run(&ctx))?;
+    let ti = std::time::Instant::now();
+    let kernel = stage::initramfs::run(&ctx, &installed.key)?;
+    t.add("initramfs", ti.elapsed(), kernel.cache_hit);
     t.time("shape", || stage::shape::run(&ctx))?;
     let commit = t.time("commit", || stage::commit::run(&ctx))?;
     let deployed = t.time("deploy", || stage::deploy::run(&ctx, &commit))?;
@@ -160,9 +174,13 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
     let json = serde_json::to_vec_pretty(&meta)?;
     fsutil::write_atomic(&meta_final, &json)?;
     let meta_sum = output::sha256_file(&meta_final)?;
+    let lock_final = out_dir.join(format!("{}.lock", m.stem()));
+    fsutil::write_atomic(&lock_final, installed.lock.to_toml()?.as_bytes())?;
+    let lock_sum = output::sha256_file(&lock_final)?;
     let sums = output::sha256sums(&[
         (raw_sum, raw_artifact.file.clone()),
         (meta_sum, file_name(&meta_final)),
+        (lock_sum, file_name(&lock_final)),
     ]);
     fsutil::write_atomic(&out_dir.join("SHA256SUMS"), sums.as_bytes())?;
 
@@ -182,6 +200,7 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
     Ok(Built {
         raw: raw_final,
         metadata: meta_final,
+        lock: lock_final,
     })
 }
 

@@ -121,10 +121,30 @@ pub fn check_build(m: &Manifest) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("atomicbuild build must run as root: installing packages with their real owners, chroot and dracut need it (try sudo)");
     }
+    if let Some(w) = mke2fs_reproducibility_warning() {
+        eprintln!("warning: {w}");
+    }
     if m.base.distro == Distro::Fedora {
         bail!("the Fedora backend is not built yet; this manifest validates, but only Debian bases can be built so far (see manifests/debian-k8s-host.toml)");
     }
     Ok(())
+}
+
+/// mke2fs before 1.47.1 copies real inode change times into the image.
+fn mke2fs_reproducibility_warning() -> Option<String> {
+    let out = std::process::Command::new("mke2fs")
+        .arg("-V")
+        .output()
+        .ok()?;
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let ver = text.split_whitespace().nth(1)?;
+    let nums: Vec<u32> = ver.split('.').filter_map(|p| p.parse().ok()).collect();
+    if nums.as_slice() < [1, 47, 1].as_slice() {
+        Some(format!("mke2fs {ver} does not clamp inode times to SOURCE_DATE_EPOCH; images will build and boot but not be bit-for-bit reproducible (install e2fsprogs >= 1.47.1, e.g. from bookworm-backports; scripts/install-deps does)"))
+    } else {
+        None
+    }
 }
 
 /// Everything `boot` needs.

@@ -346,6 +346,7 @@ fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
         vec![
             "SHA256SUMS".to_string(),
             format!("{stem}.json"),
+            format!("{stem}.lock"),
             format!("{stem}.raw")
         ]
     );
@@ -364,6 +365,37 @@ fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
         meta["stages"][0]["cached"], true,
         "the rebuild should reuse the installed root"
     );
+    assert_eq!(meta["stages"][2]["name"], "initramfs");
+    assert_eq!(
+        meta["stages"][2]["cached"], true,
+        "the rebuild should reuse the initramfs"
+    );
+    assert!(
+        meta["stages"][2]["seconds"].as_f64().unwrap() < 20.0,
+        "a cached initramfs should not run dracut: {}",
+        meta["stages"][2]
+    );
+
+    // Bit-for-bit: rebuild from the lock with no cached stages and compare.
+    let lock = out.join(format!("{stem}.lock"));
+    assert!(lock.is_file());
+    let v = Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
+        .arg("verify")
+        .arg("--manifest")
+        .arg(&manifest_path)
+        .arg("--lock")
+        .arg(&lock)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let vout = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success() && vout.contains("identical"),
+        "a rebuild from the lock is not bit-for-bit identical:\n{vout}\n{}",
+        tail(&String::from_utf8_lossy(&v.stderr), 30)
+    );
+    eprintln!("{vout}");
     assert!(meta["packages"]
         .as_array()
         .unwrap()

@@ -10,8 +10,33 @@ use anyhow::{Context, Result};
 use super::Part;
 use crate::cmd::Cmd;
 
+/// mke2fs settings used instead of the host's /etc/mke2fs.conf, so the
+/// filesystem does not change with the build host. The feature set is the
+/// one GRUB 2.06 reads (no metadata_csum_seed) and Linux 5.10+ mounts.
+const MKE2FS_CONF: &str = "[defaults]
+	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
+	default_mntopts = acl,user_xattr
+	enable_periodic_fsck = 0
+	blocksize = 4096
+	inode_size = 256
+	inode_ratio = 16384
+
+[fs_types]
+	ext4 = {
+		features = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
+	}
+";
+
 /// Write an ext4 filesystem with the contents of `dir` into `part` of `image`.
 pub fn write(image: &Path, part: &Part, dir: &Path, epoch: u64) -> Result<()> {
+    let conf = image.with_extension("mke2fs.conf");
+    std::fs::write(&conf, MKE2FS_CONF)?;
+    let r = mke2fs(image, part, dir, epoch, &conf);
+    let _ = std::fs::remove_file(&conf);
+    r
+}
+
+fn mke2fs(image: &Path, part: &Part, dir: &Path, epoch: u64, conf: &Path) -> Result<()> {
     Cmd::new("mke2fs")
         .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-m", "1"])
         .args(["-L", part.name])
@@ -26,7 +51,10 @@ pub fn write(image: &Path, part: &Part, dir: &Path, epoch: u64) -> Result<()> {
         .arg(image)
         .arg(format!("{}k", part.size / 1024))
         .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+        // e2fsprogs >= 1.47.1 clamps every inode time to this.
+        .env("SOURCE_DATE_EPOCH", epoch.to_string())
         .env("MKE2FS_DEVICE_SECTSIZE", "512")
+        .env("MKE2FS_CONFIG", conf)
         .run()
         .with_context(|| format!("writing the {} filesystem", part.name))?;
     Ok(())

@@ -97,6 +97,7 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
             Cmd::new("chroot")
                 .arg(&root)
                 .args(["usermod", "--password", h, &u.name])
+                .env("SOURCE_DATE_EPOCH", ctx.source_date_epoch.to_string())
                 .run()
                 .with_context(|| format!("setting the password of {}", u.name))?;
         }

@@ -11,8 +11,62 @@ use anyhow::{bail, Context, Result};
 use super::Ctx;
 use crate::cmd::Cmd;
 
+/// Bump when the way the initramfs is made changes.
+const INITRAMFS_RECIPE: &str = "dracut-v1";
+
+/// Configuration that shapes the initramfs besides the installed packages:
+/// dracut's and modprobe's drop-ins, wherever they came from (packages or
+/// overlays). Other /etc changes (hostname, users) do not reach a
+/// `--no-hostonly` initramfs.
+const DRACUT_INPUTS: &[&str] = &[
+    "etc/dracut.conf",
+    "etc/dracut.conf.d",
+    "usr/lib/dracut/dracut.conf.d",
+    "etc/modprobe.d",
+    "usr/lib/modprobe.d",
+];
+
+/// The cache key of the initramfs: installed root, kernel, dracut config.
+pub fn cache_key(install_key: &str, root: &Path, kernel: &str) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [INITRAMFS_RECIPE, install_key, kernel] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    for rel in DRACUT_INPUTS {
+        let p = root.join(rel);
+        let mut files = Vec::new();
+        if p.is_dir() {
+            super::shape::walk_sorted(&p, &mut |f, md| {
+                if md.is_file() {
+                    files.push(f.to_owned());
+                }
+                Ok(())
+            })?;
+        } else if p.is_file() {
+            files.push(p);
+        }
+        for f in files {
+            let rel = f
+                .strip_prefix(root)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .into_owned();
+            let data = fs::read(&f)?;
+            h.update((rel.len() as u64).to_le_bytes());
+            h.update(rel.as_bytes());
+            h.update((data.len() as u64).to_le_bytes());
+            h.update(&data);
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// The kernel the image boots.
 pub struct Kernel {
+    /// Whether the initramfs came from the cache.
+    pub cache_hit: bool,
     /// `uname -r` of the kernel.
     pub version: String,
     /// Size of the initramfs in bytes.
@@ -68,8 +122,8 @@ pub fn kernel_version(root: &Path) -> Result<String> {
     }
 }
 
-/// Build the initramfs and place the kernel.
-pub fn run(ctx: &Ctx) -> Result<Kernel> {
+/// Build the initramfs (or take it from the cache) and place the kernel.
+pub fn run(ctx: &Ctx, install_key: &str) -> Result<Kernel> {
     let root = ctx.root();
     let stage = ctx.progress.stage("initramfs");
     let version = kernel_version(&root)?;
@@ -85,9 +139,44 @@ pub fn run(ctx: &Ctx) -> Result<Kernel> {
             )
         })?;
     }
+    let key = cache_key(install_key, &root, &version)?;
+    let cache = crate::cache::StageCache::new(&ctx.cache_dir);
+    let img = moddir.join("initramfs.img");
+    let hit = match ctx.use_cache {
+        true => cache.get("initramfs", &key)?,
+        false => None,
+    };
+    let cache_hit = hit.is_some();
+    if let Some(entry) = hit {
+        stage.message("using the cached initramfs");
+        fs::copy(entry.join("initramfs.img"), &img)?;
+    } else {
+        build(ctx, &root, &version, &stage)?;
+        cache.put("initramfs", &key, &[("initramfs.img", &img)])?;
+    }
+    clean_boot(&root)?;
+    let initramfs_bytes = fs::metadata(&img)?.len();
+    stage.finish(&format!(
+        "kernel {version}, initramfs {} MiB{}",
+        initramfs_bytes >> 20,
+        if cache_hit { ", cached" } else { "" }
+    ));
+    Ok(Kernel {
+        cache_hit,
+        version,
+        initramfs_bytes,
+    })
+}
+
+fn build(
+    ctx: &Ctx,
+    root: &Path,
+    version: &str,
+    stage: &crate::progress::StageProgress,
+) -> Result<()> {
     let target = format!("/usr/lib/modules/{version}/initramfs.img");
     chroot_with_api_fs(
-        &root,
+        root,
         &[
             "dracut",
             "--no-hostonly",
@@ -96,14 +185,18 @@ pub fn run(ctx: &Ctx) -> Result<Kernel> {
             "--reproducible",
             "--force",
             "--kver",
-            &version,
+            version,
             &target,
         ],
     )
     .env("SOURCE_DATE_EPOCH", ctx.source_date_epoch.to_string())
     .run_streaming(|l| stage.message(l))
     .context("building the initramfs with dracut")?;
-    // /boot belongs to the boot partition; the tree carries nothing there.
+    Ok(())
+}
+
+/// /boot belongs to the boot partition; the tree carries nothing there.
+fn clean_boot(root: &Path) -> Result<()> {
     for e in fs::read_dir(root.join("boot"))? {
         let p = e?.path();
         if p.is_dir() {
@@ -112,13 +205,5 @@ pub fn run(ctx: &Ctx) -> Result<Kernel> {
             fs::remove_file(&p)?;
         }
     }
-    let initramfs_bytes = fs::metadata(moddir.join("initramfs.img"))?.len();
-    stage.finish(&format!(
-        "kernel {version}, initramfs {} MiB",
-        initramfs_bytes >> 20
-    ));
-    Ok(Kernel {
-        version,
-        initramfs_bytes,
-    })
+    Ok(())
 }

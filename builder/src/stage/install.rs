@@ -15,10 +15,11 @@ use sha2::{Digest, Sha256};
 use super::Ctx;
 use crate::cmd::Cmd;
 use crate::fsutil;
+use crate::lock::Lock;
 use crate::manifest::{Distro, Manifest};
 
 /// Bump when the way a root is installed changes (invalidates cached roots).
-const INSTALL_RECIPE: &str = "debian-install-v1";
+const INSTALL_RECIPE: &str = "debian-install-v2";
 
 /// Runs inside the root after the essential packages are in: divert the
 /// kernel's initramfs hooks to stubs that do nothing (dracut's own postinst
@@ -46,6 +47,8 @@ done
 
 /// The installed staging root.
 pub struct Installed {
+    /// The exact package set that was installed.
+    pub lock: Lock,
     /// Path of the root directory.
     pub root: PathBuf,
     /// Whether the tree came from the cache.
@@ -54,12 +57,21 @@ pub struct Installed {
     pub key: String,
 }
 
-/// The cache key of an installed root: every input that shapes it.
-pub fn cache_key(m: &Manifest) -> String {
+/// The cache key of an installed root: every input that shapes it (with a
+/// lock, the exact pinned set instead of the manifest's names).
+pub fn cache_key(m: &Manifest, lock: Option<&Lock>) -> String {
     let mut h = Sha256::new();
     let b = &m.base;
     let mut pkgs = m.packages.clone();
     pkgs.sort();
+    if let Some(l) = lock {
+        pkgs.push("--lock--".into());
+        pkgs.extend(
+            l.packages
+                .iter()
+                .map(|p| format!("{}={}:{}:{}", p.name, p.version, p.arch, p.sha256)),
+        );
+    }
     let parts = [
         INSTALL_RECIPE.to_string(),
         format!("{:?}", b.distro),
@@ -78,27 +90,58 @@ pub fn cache_key(m: &Manifest) -> String {
     hex::encode(h.finalize())
 }
 
-/// Install the packages into `ctx.root()`.
-pub fn run(ctx: &Ctx) -> Result<Installed> {
+/// Check that a lock fits the manifest before any work.
+pub fn check_lock(m: &Manifest, lock: &Lock) -> Result<()> {
+    let distro = format!("{:?}", m.base.distro).to_lowercase();
+    if lock.distro != distro || lock.release != m.base.release {
+        bail!(
+            "the lock is for {} {} but the manifest builds {distro} {}; use a lock written by a build of this manifest",
+            lock.distro,
+            lock.release,
+            m.base.release
+        );
+    }
+    for p in &m.packages {
+        if !lock.packages.iter().any(|l| &l.name == p) {
+            bail!("package {p} is in the manifest but not in the lock; build once without --lock to write a new lock");
+        }
+    }
+    Ok(())
+}
+
+/// Install the packages into `ctx.root()`, exactly the locked set if a lock
+/// is given.
+pub fn run(ctx: &Ctx, lock: Option<&Lock>) -> Result<Installed> {
     let m = ctx.manifest;
     if m.base.distro != Distro::Debian {
         bail!("only Debian bases can be installed so far");
     }
-    let key = cache_key(m);
+    let key = cache_key(m, lock);
     let root = ctx.root();
     let roots = ctx.cache_dir.join("roots");
     let entry = roots.join(&key);
     let stage = ctx.progress.stage("install");
-    if entry.join("complete").is_file() && entry.join("root").is_dir() {
+    // Readers share the entry; a writer replacing it waits for them.
+    let entry_lock = fsutil::lock_file(&roots.join(format!("{key}.lock")), false)?;
+    if ctx.use_cache && entry.join("complete").is_file() && entry.join("root").is_dir() {
         stage.message("copying the cached root");
-        copy_tree_exact(&entry.join("root"), &root)?;
-        stage.finish("cached root");
-        return Ok(Installed {
-            root,
-            cache_hit: true,
-            key,
-        });
+        let cached_lock = Lock::load(&entry.join("lock.toml"));
+        if let Ok(cached_lock) = cached_lock {
+            copy_tree_exact(&entry.join("root"), &root)?;
+            stage.finish("cached root");
+            return Ok(Installed {
+                lock: cached_lock,
+                root,
+                cache_hit: true,
+                key,
+            });
+        }
+        stage.message("the cached root has no valid lock; reinstalling");
     }
+    let includes = match lock {
+        Some(l) => l.apt_pins(),
+        None => m.packages.clone(),
+    };
 
     let debs = ctx
         .cache_dir
@@ -120,10 +163,11 @@ pub fn run(ctx: &Ctx) -> Result<Installed> {
             "--aptopt=Acquire::Retries \"3\"",
             "--skip=download/empty",
             "--skip=essential/unlink",
+            "--skip=cleanup/apt/lists",
             "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
         ])
         .arg(format!("--components={}", m.base.components.join(",")))
-        .arg(format!("--include={}", m.packages.join(",")))
+        .arg(format!("--include={}", includes.join(",")))
         .arg(format!(
             "--setup-hook=sync-in {debs_s} /var/cache/apt/archives/"
         ))
@@ -136,26 +180,61 @@ pub fn run(ctx: &Ctx) -> Result<Installed> {
         .arg(&root)
         .args(sources(m))
         .env("SOURCE_DATE_EPOCH", ctx.source_date_epoch.to_string());
-    cmd.run_streaming(|l| stage.message(l))
-        .context("installing packages with mmdebstrap")?;
+    if let Err(e) = cmd.run_streaming(|l| stage.message(l)) {
+        if let Some(pkg) = missing_pinned_version(&e.to_string()) {
+            bail!("the lock no longer resolves: the mirror does not have {pkg} any more; build once without --lock to write a new lock ({e})");
+        }
+        return Err(anyhow::Error::new(e).context("installing packages with mmdebstrap"));
+    }
+    let installed_lock = crate::lock::from_debian_root(&root, &m.base.release)?;
+    if let Some(l) = lock {
+        l.check_installed(&installed_lock)
+            .context("the installed packages differ from the lock")?;
+    }
 
     // Keep the pristine root for the next build with the same inputs.
     stage.message("saving the installed root to the cache");
+    drop(entry_lock);
+    let _entry_lock = fsutil::lock_file(&roots.join(format!("{key}.lock")), true)?;
     fs::create_dir_all(&roots)?;
-    let tmp = roots.join(format!("{}{key}", fsutil::TMP_PREFIX));
-    fsutil::remove_tree(&tmp)?;
+    // Under the exclusive lock, leftovers of killed writers can go.
+    for e in fs::read_dir(&roots)? {
+        let e = e?;
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with(&format!("{}{key}.", fsutil::TMP_PREFIX))
+        {
+            fsutil::remove_tree(&e.path())?;
+        }
+    }
+    let tmp = roots.join(format!(
+        "{}{key}.{}",
+        fsutil::TMP_PREFIX,
+        std::process::id()
+    ));
     fs::create_dir_all(&tmp)?;
     copy_tree_exact(&root, &tmp.join("root"))?;
+    fs::write(tmp.join("lock.toml"), installed_lock.to_toml()?)?;
     fs::write(tmp.join("complete"), key.as_bytes())?;
     fsutil::remove_tree(&entry)?;
     fs::rename(&tmp, &entry)
         .with_context(|| format!("renaming {} into the cache", tmp.display()))?;
     stage.finish("");
     Ok(Installed {
+        lock: installed_lock,
         root,
         cache_hit: false,
         key,
     })
+}
+
+/// From apt's "Version 'V' for 'P' was not found", the `P=V` it names.
+fn missing_pinned_version(err: &str) -> Option<String> {
+    let i = err.find("Version '")?;
+    let rest = &err[i + 9..];
+    let (ver, rest) = rest.split_once("' for '")?;
+    let (pkg, _) = rest.split_once("' was not found")?;
+    Some(format!("{pkg}={ver}"))
 }
 
 /// The apt source lines for the manifest's Debian base.
@@ -215,4 +294,19 @@ pub fn package_list(root: &Path) -> Result<Vec<(String, String, String)>> {
         .collect();
     v.sort();
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_missing_version_is_named() {
+        let e = "E: Version '1.2-3' for 'etcd-server' was not found";
+        assert_eq!(
+            missing_pinned_version(e).as_deref(),
+            Some("etcd-server=1.2-3")
+        );
+        assert_eq!(missing_pinned_version("E: something else"), None);
+    }
 }

@@ -23,6 +23,8 @@ pub struct Ctx<'a> {
     pub cache_dir: PathBuf,
     /// Progress reporting.
     pub progress: &'a Progress,
+    /// Whether stage results may be taken from the cache (`--no-cache` off).
+    pub use_cache: bool,
     /// Timestamp for commits and generated files (SOURCE_DATE_EPOCH or now).
     pub source_date_epoch: u64,
 }

@@ -1,0 +1,299 @@
+//! The stage cache for file artifacts (the initramfs today): entries under
+//! `CACHE/stages/STAGE/KEY/`, each holding its files and an `entry.json`
+//! with their sizes and sha256, written last. An entry without `entry.json`
+//! (a partial write) or whose files do not match it (truncated, corrupted)
+//! is removed and rebuilt, never used.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+use crate::output::sha256_file;
+
+/// One file in an entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FileSum {
+    name: String,
+    size: u64,
+    sha256: String,
+}
+
+/// What `entry.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EntryMeta {
+    stage: String,
+    key: String,
+    created: u64,
+    files: Vec<FileSum>,
+}
+
+/// One cache entry, as `cache list` shows it.
+#[derive(Debug, Clone)]
+pub struct EntryInfo {
+    /// Kind of entry ("roots", or a stage name).
+    pub kind: String,
+    /// Cache key.
+    pub key: String,
+    /// Bytes used.
+    pub bytes: u64,
+    /// Seconds since the epoch when it was last written or used.
+    pub last_used: u64,
+    /// Its directory.
+    pub path: PathBuf,
+}
+
+/// File-artifact cache rooted at a cache directory.
+pub struct StageCache {
+    dir: PathBuf,
+}
+
+impl StageCache {
+    /// Cache under `cache_dir/stages`.
+    pub fn new(cache_dir: &Path) -> Self {
+        StageCache {
+            dir: cache_dir.join("stages"),
+        }
+    }
+
+    fn entry(&self, stage: &str, key: &str) -> PathBuf {
+        self.dir.join(stage).join(key)
+    }
+
+    /// The entry's directory if it is complete and intact; a damaged entry
+    /// is deleted (and `Ok(None)` returned, so the caller rebuilds it).
+    pub fn get(&self, stage: &str, key: &str) -> Result<Option<PathBuf>> {
+        let e = self.entry(stage, key);
+        if !e.exists() {
+            return Ok(None);
+        }
+        let _l = fsutil::lock_file(&self.dir.join(stage).join(format!("{key}.lock")), false)?;
+        match check(&e) {
+            Ok(()) => {
+                touch(&e);
+                Ok(Some(e))
+            }
+            Err(why) => {
+                eprintln!(
+                    "    cache entry {stage}/{} is damaged ({why}); rebuilding it",
+                    &key[..12.min(key.len())]
+                );
+                drop(_l);
+                let _x =
+                    fsutil::lock_file(&self.dir.join(stage).join(format!("{key}.lock")), true)?;
+                fsutil::remove_tree(&e)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Store `files` (name in the entry, source path) under `stage/key`.
+    pub fn put(&self, stage: &str, key: &str, files: &[(&str, &Path)]) -> Result<()> {
+        let sdir = self.dir.join(stage);
+        fs::create_dir_all(&sdir)?;
+        let _l = fsutil::lock_file(&sdir.join(format!("{key}.lock")), true)?;
+        let tmp = sdir.join(format!(
+            "{}{key}.{}",
+            fsutil::TMP_PREFIX,
+            std::process::id()
+        ));
+        fsutil::remove_tree(&tmp)?;
+        fs::create_dir_all(&tmp)?;
+        let mut sums = Vec::new();
+        for (name, src) in files {
+            let dst = tmp.join(name);
+            fs::copy(src, &dst).with_context(|| format!("caching {}", src.display()))?;
+            fs::File::open(&dst)?.sync_all()?;
+            sums.push(FileSum {
+                name: name.to_string(),
+                size: fs::metadata(&dst)?.len(),
+                sha256: sha256_file(&dst)?,
+            });
+        }
+        let meta = EntryMeta {
+            stage: stage.into(),
+            key: key.into(),
+            created: now(),
+            files: sums,
+        };
+        fsutil::write_atomic(&tmp.join("entry.json"), &serde_json::to_vec_pretty(&meta)?)?;
+        let e = self.entry(stage, key);
+        fsutil::remove_tree(&e)?;
+        fs::rename(&tmp, &e)?;
+        fsutil::sync_dir(&sdir)
+    }
+}
+
+fn check(e: &Path) -> std::result::Result<(), String> {
+    let meta: EntryMeta = serde_json::from_slice(
+        &fs::read(e.join("entry.json"))
+            .map_err(|_| "no entry.json: an interrupted write".to_string())?,
+    )
+    .map_err(|e| format!("entry.json unreadable: {e}"))?;
+    for f in &meta.files {
+        let p = e.join(&f.name);
+        let size = fs::metadata(&p)
+            .map_err(|_| format!("{} is missing", f.name))?
+            .len();
+        if size != f.size {
+            return Err(format!("{} is {size} bytes, expected {}", f.name, f.size));
+        }
+        let sum = sha256_file(&p).map_err(|e| e.to_string())?;
+        if sum != f.sha256 {
+            return Err(format!("{} does not match its checksum", f.name));
+        }
+    }
+    Ok(())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn touch(p: &Path) {
+    let _ = fs::File::open(p.join("entry.json")).and_then(|f| f.set_modified(SystemTime::now()));
+}
+
+/// Every entry in the cache directory (installed roots and stage files).
+pub fn list(cache_dir: &Path) -> Result<Vec<EntryInfo>> {
+    let mut out = Vec::new();
+    let mut scan = |kind: &str, dir: &Path, marker: &str| -> Result<()> {
+        let Ok(rd) = fs::read_dir(dir) else {
+            return Ok(());
+        };
+        for e in rd {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !e.file_type()?.is_dir() || name.starts_with('.') {
+                continue;
+            }
+            let m = fs::metadata(e.path().join(marker)).ok();
+            let last_used = m
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            out.push(EntryInfo {
+                kind: kind.to_string(),
+                key: name,
+                bytes: fsutil::tree_size(&e.path()).unwrap_or(0),
+                last_used,
+                path: e.path(),
+            });
+        }
+        Ok(())
+    };
+    scan("root", &cache_dir.join("roots"), "complete")?;
+    if let Ok(rd) = fs::read_dir(cache_dir.join("stages")) {
+        for s in rd {
+            let s = s?;
+            if s.file_type()?.is_dir() {
+                let kind = s.file_name().to_string_lossy().into_owned();
+                scan(&kind, &s.path(), "entry.json")?;
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.kind.as_str(), b.last_used).cmp(&(b.kind.as_str(), a.last_used)));
+    Ok(out)
+}
+
+/// Remove entries not used for `older_than_days` (all of them with 0), and
+/// leftovers of interrupted writes. Returns (entries removed, bytes freed).
+pub fn gc(cache_dir: &Path, older_than_days: u64) -> Result<(usize, u64)> {
+    let cutoff = now().saturating_sub(older_than_days * 86_400);
+    let mut removed = 0;
+    let mut freed = 0;
+    for e in list(cache_dir)? {
+        if older_than_days == 0 || e.last_used < cutoff {
+            let lock = e.path.with_file_name(format!("{}.lock", e.key));
+            let _l = fsutil::lock_file(&lock, true)?;
+            fsutil::remove_tree(&e.path)?;
+            let _ = fs::remove_file(&lock);
+            removed += 1;
+            freed += e.bytes;
+        }
+    }
+    for dir in [cache_dir.join("roots")].into_iter().chain(
+        fs::read_dir(cache_dir.join("stages"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    ) {
+        fsutil::remove_stale_tmp(&dir)?;
+    }
+    Ok((removed, freed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_then_get_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("initramfs.img");
+        fs::write(&src, b"initramfs bytes").unwrap();
+        let c = StageCache::new(&d.path().join("cache"));
+        assert!(c.get("initramfs", "k1").unwrap().is_none());
+        c.put("initramfs", "k1", &[("initramfs.img", &src)])
+            .unwrap();
+        let e = c.get("initramfs", "k1").unwrap().unwrap();
+        assert_eq!(
+            fs::read(e.join("initramfs.img")).unwrap(),
+            b"initramfs bytes"
+        );
+        assert_eq!(list(&d.path().join("cache")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn truncated_or_partial_entries_are_dropped_not_used() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("f");
+        fs::write(&src, vec![7u8; 4096]).unwrap();
+        let c = StageCache::new(&d.path().join("cache"));
+        c.put("initramfs", "k", &[("f", &src)]).unwrap();
+        let e = c.get("initramfs", "k").unwrap().unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(e.join("f"))
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        assert!(c.get("initramfs", "k").unwrap().is_none());
+        assert!(!e.exists(), "a damaged entry is removed");
+
+        c.put("initramfs", "k", &[("f", &src)]).unwrap();
+        fs::write(e.join("f"), vec![8u8; 4096]).unwrap();
+        assert!(
+            c.get("initramfs", "k").unwrap().is_none(),
+            "same size, other bytes"
+        );
+
+        c.put("initramfs", "k", &[("f", &src)]).unwrap();
+        fs::remove_file(e.join("entry.json")).unwrap();
+        assert!(
+            c.get("initramfs", "k").unwrap().is_none(),
+            "interrupted write"
+        );
+    }
+
+    #[test]
+    fn gc_removes_everything_with_zero_days() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("f");
+        fs::write(&src, b"x").unwrap();
+        let cd = d.path().join("cache");
+        let c = StageCache::new(&cd);
+        c.put("initramfs", "a", &[("f", &src)]).unwrap();
+        c.put("initramfs", "b", &[("f", &src)]).unwrap();
+        assert_eq!(gc(&cd, 30).unwrap().0, 0);
+        assert_eq!(gc(&cd, 0).unwrap().0, 2);
+        assert!(list(&cd).unwrap().is_empty());
+    }
+}
