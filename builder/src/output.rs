@@ -69,6 +69,11 @@ pub struct Metadata {
     pub name: String,
     /// Image version.
     pub version: String,
+    /// Hash of every input of the build (see `pipeline::inputs_key`).
+    pub inputs_key: String,
+    /// device:inode:size:mtime of the raw image when it was written; a
+    /// rebuild with the same inputs is skipped while this still matches.
+    pub raw_identity: String,
     /// atomicbuild's own version.
     pub atomicbuild_version: String,
     /// Manifest path as given and its sha256.

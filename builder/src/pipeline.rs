@@ -1,7 +1,7 @@
 //! The build, as a flat list of stage calls.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
@@ -20,15 +20,123 @@ pub fn default_cache_dir() -> PathBuf {
     PathBuf::from(home).join(".cache/atomicbuild")
 }
 
-/// SOURCE_DATE_EPOCH if set (and valid), otherwise now.
-pub fn source_date_epoch() -> Result<u64> {
+/// SOURCE_DATE_EPOCH if set (and valid); otherwise the newest modification
+/// time among the manifest and its overlays' files, so that unchanged
+/// inputs give the same timestamps (and bytes) without any setting.
+pub fn source_date_epoch(m: &manifest::Manifest) -> Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => v
             .trim()
             .parse()
             .with_context(|| format!("SOURCE_DATE_EPOCH=\"{v}\" is not a number of seconds")),
-        Err(_) => Ok(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs()),
+        Err(_) => {
+            let mut newest = mtime_secs(&m.path)?;
+            for o in &m.overlays {
+                stage::shape::walk_sorted(o, &mut |p, _| {
+                    newest = newest.max(mtime_secs(p)?);
+                    Ok(())
+                })?;
+            }
+            Ok(newest)
+        }
     }
+}
+
+fn mtime_secs(p: &Path) -> Result<u64> {
+    let md = std::fs::symlink_metadata(p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(md
+        .modified()?
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()))
+}
+
+/// Bump when a change to atomicbuild changes what a build produces.
+const BUILD_RECIPE: &str = "build-v1";
+
+/// A hash of everything a build's outputs depend on: the manifest, every
+/// overlay file (path, mode, contents), the lock, the timestamp, the host
+/// tools' versions and atomicbuild's own version.
+pub fn inputs_key(
+    m: &manifest::Manifest,
+    lock: Option<&crate::lock::Lock>,
+    epoch: u64,
+) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut h = Sha256::new();
+    let mut put = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    put(BUILD_RECIPE.as_bytes());
+    put(env!("CARGO_PKG_VERSION").as_bytes());
+    put(m.sha256.as_bytes());
+    put(epoch.to_string().as_bytes());
+    if let Some(l) = lock {
+        put(l.to_toml()?.as_bytes());
+    }
+    for o in &m.overlays {
+        put(o.to_string_lossy().as_bytes());
+        stage::shape::walk_sorted(o, &mut |p, md| {
+            put(p.strip_prefix(o).unwrap_or(p).to_string_lossy().as_bytes());
+            put(&md.mode().to_le_bytes());
+            if md.is_file() {
+                put(&std::fs::read(p)?);
+            } else if md.file_type().is_symlink() {
+                put(std::fs::read_link(p)?.to_string_lossy().as_bytes());
+            }
+            Ok(())
+        })?;
+    }
+    for tool in [
+        ["mke2fs", "-V"],
+        ["grub-mkimage", "--version"],
+        ["mmdebstrap", "--version"],
+    ] {
+        let out = std::process::Command::new(tool[0]).arg(tool[1]).output();
+        if let Ok(o) = out {
+            put(&o.stdout);
+            put(&o.stderr);
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Identity of a file as the file system sees it (for the up-to-date check).
+fn file_identity(p: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(p).ok()?;
+    Some(format!(
+        "{}:{}:{}:{}.{}",
+        md.dev(),
+        md.ino(),
+        md.len(),
+        md.mtime(),
+        md.mtime_nsec()
+    ))
+}
+
+/// The outputs in `out_dir` if they were built from exactly these inputs and
+/// have not been touched since.
+fn up_to_date(out_dir: &Path, stem: &str, key: &str) -> Option<Built> {
+    let meta_path = out_dir.join(format!("{stem}.json"));
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).ok()?).ok()?;
+    if meta["inputs_key"].as_str()? != key {
+        return None;
+    }
+    let raw = out_dir.join(format!("{stem}.raw"));
+    let lock = out_dir.join(format!("{stem}.lock"));
+    if meta["raw_identity"].as_str()? != file_identity(&raw)?
+        || !lock.is_file()
+        || !out_dir.join("SHA256SUMS").is_file()
+    {
+        return None;
+    }
+    Some(Built {
+        raw,
+        metadata: meta_path,
+        lock,
+    })
 }
 
 /// What a finished build produced.
@@ -77,7 +185,17 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
     };
     preflight::check_build(&m)?;
     let progress = Progress::new();
-    let epoch = source_date_epoch()?;
+    let epoch = source_date_epoch(&m)?;
+    let key = inputs_key(&m, lock.as_ref(), epoch)?;
+    if !args.no_cache {
+        if let Some(b) = up_to_date(&args.output, &m.stem(), &key) {
+            progress.println(&format!(
+                "up to date: {} was built from exactly these inputs and is unchanged (pass --no-cache to rebuild)",
+                b.raw.display()
+            ));
+            return Ok(b);
+        }
+    }
 
     let out_dir = args.output.clone();
     std::fs::create_dir_all(&out_dir)
@@ -136,6 +254,8 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
     let mut meta = Metadata {
         name: m.name.clone(),
         version: m.version.clone(),
+        inputs_key: key.clone(),
+        raw_identity: file_identity(&raw_final).unwrap_or_default(),
         atomicbuild_version: env!("CARGO_PKG_VERSION").into(),
         manifest: output::ManifestRef {
             path: manifest_path.display().to_string(),

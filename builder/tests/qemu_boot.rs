@@ -396,6 +396,14 @@ fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
         tail(&String::from_utf8_lossy(&v.stderr), 30)
     );
     eprintln!("{vout}");
+
+    // Unchanged inputs: the second build is a no-op that says so.
+    let again = build_cmd(&manifest_path, &out, &work).output().unwrap();
+    let again_err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        again.status.success() && again_err.contains("up to date"),
+        "an unchanged rebuild should be skipped:\n{again_err}"
+    );
     assert!(meta["packages"]
         .as_array()
         .unwrap()

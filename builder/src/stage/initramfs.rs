@@ -207,3 +207,46 @@ fn clean_boot(root: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("etc/dracut.conf.d")).unwrap();
+        fs::create_dir_all(d.path().join("etc/systemd")).unwrap();
+        fs::write(
+            d.path().join("etc/dracut.conf.d/10-x.conf"),
+            "add_drivers+=\" virtio_blk \"\n",
+        )
+        .unwrap();
+        fs::write(d.path().join("etc/hostname"), "a\n").unwrap();
+        d
+    }
+
+    #[test]
+    fn key_follows_dracut_config_and_upstream_only() {
+        let d = tree();
+        let k = cache_key("install-a", d.path(), "6.1.0").unwrap();
+        assert_eq!(k, cache_key("install-a", d.path(), "6.1.0").unwrap());
+        // Upstream (installed root) or kernel changes invalidate it.
+        assert_ne!(k, cache_key("install-b", d.path(), "6.1.0").unwrap());
+        assert_ne!(k, cache_key("install-a", d.path(), "6.2.0").unwrap());
+        // Unrelated /etc changes (an overlay file, the hostname) do not.
+        fs::write(d.path().join("etc/hostname"), "b\n").unwrap();
+        fs::write(d.path().join("etc/systemd/x.conf"), "y\n").unwrap();
+        assert_eq!(k, cache_key("install-a", d.path(), "6.1.0").unwrap());
+        // A dracut or modprobe drop-in does.
+        fs::write(
+            d.path().join("etc/dracut.conf.d/10-x.conf"),
+            "add_drivers+=\" nvme \"\n",
+        )
+        .unwrap();
+        let k2 = cache_key("install-a", d.path(), "6.1.0").unwrap();
+        assert_ne!(k, k2);
+        fs::create_dir_all(d.path().join("etc/modprobe.d")).unwrap();
+        fs::write(d.path().join("etc/modprobe.d/b.conf"), "blacklist floppy\n").unwrap();
+        assert_ne!(k2, cache_key("install-a", d.path(), "6.1.0").unwrap());
+    }
+}

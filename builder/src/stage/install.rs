@@ -310,3 +310,32 @@ mod tests {
         assert_eq!(missing_pinned_version("E: something else"), None);
     }
 }
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    fn manifest(pkgs: &str) -> Manifest {
+        let src = format!(
+            "[image]\nname = \"t\"\nversion = \"1\"\n[base]\ndistro = \"debian\"\nrelease = \"bookworm\"\n[packages]\ninclude = [{pkgs}]\n[ostree]\nref = \"r\"\nosname = \"debian\"\n"
+        );
+        crate::manifest::parse_str(&src, Path::new("t.toml"), Path::new("."), "x".into()).unwrap()
+    }
+
+    #[test]
+    fn install_key_follows_package_set_not_order_or_other_sections() {
+        let base = "\"linux-image-amd64\", \"systemd-sysv\", \"ostree-boot\", \"dracut\"";
+        let a = cache_key(&manifest(base), None);
+        let reordered = "\"dracut\", \"linux-image-amd64\", \"systemd-sysv\", \"ostree-boot\"";
+        assert_eq!(a, cache_key(&manifest(reordered), None));
+        let more = format!("{base}, \"etcd-server\"");
+        assert_ne!(a, cache_key(&manifest(&more), None));
+        let lock = Lock {
+            version: 1,
+            distro: "debian".into(),
+            release: "bookworm".into(),
+            packages: vec![],
+        };
+        assert_ne!(a, cache_key(&manifest(base), Some(&lock)));
+    }
+}
