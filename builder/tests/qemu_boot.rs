@@ -122,9 +122,11 @@ fn read_console(log: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
 }
 
-/// Boot `image` and return the console once the checks finished.
-fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<String, String> {
+/// Boot `image` and return (the checks report, the console) once the
+/// checks finished. The guest writes its report to a second serial port.
+fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<(String, String), String> {
     let log = scratch.join("console.log");
+    let report = scratch.join("checks.log");
     let vm = Vm {
         image: image.to_owned(),
         firmware,
@@ -133,7 +135,7 @@ fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<String, Stri
         snapshot: true,
         serial: Serial::File(log.clone()),
         scratch: scratch.to_owned(),
-        extra: Vec::new(),
+        extra: vec!["-serial".into(), format!("file:{}", report.display())],
     };
     let mut child = vm
         .command()
@@ -144,8 +146,7 @@ fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<String, Stri
         .map_err(|e| format!("starting QEMU: {e}"))?;
     let start = Instant::now();
     loop {
-        let console = read_console(&log);
-        if console.contains("ABCHECK-END") {
+        if read_console(&report).contains("ABCHECK-END") {
             // Let it power off by itself; bounded.
             for _ in 0..60 {
                 if child.try_wait().unwrap().is_some() {
@@ -159,12 +160,11 @@ fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<String, Stri
                 "[{firmware:?}] checks done after {:.0}s",
                 start.elapsed().as_secs_f64()
             );
-            return Ok(read_console(&log));
+            return Ok((read_console(&report), read_console(&log)));
         }
         if let Some(st) = child.try_wait().unwrap() {
             // The guest may have finished and powered off since the last read.
-            let console = read_console(&log);
-            if console.contains("ABCHECK-END") {
+            if read_console(&report).contains("ABCHECK-END") {
                 continue;
             }
             let mut err = String::new();
@@ -173,17 +173,19 @@ fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<String, Stri
                 let _ = e.read_to_string(&mut err);
             }
             return Err(format!(
-                "QEMU exited ({st}) before the checks finished; QEMU said: {err}\nconsole tail:\n{}",
-                tail(&console, 60)
+                "QEMU exited ({st}) before the checks finished; QEMU said: {err}\nreport so far:\n{}\nconsole tail:\n{}",
+                tail(&read_console(&report), 20),
+                tail(&read_console(&log), 60)
             ));
         }
         if start.elapsed() > BOOT_TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!(
-                "the boot did not finish within {}s; console tail:\n{}",
+                "the boot did not finish within {}s; report so far:\n{}\nconsole tail:\n{}",
                 BOOT_TIMEOUT.as_secs(),
-                tail(&console, 60)
+                tail(&read_console(&report), 20),
+                tail(&read_console(&log), 60)
             ));
         }
         std::thread::sleep(Duration::from_secs(2));
@@ -431,8 +433,8 @@ fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
     for (fw, h) in handles {
         match h.join().unwrap() {
             Err(e) => failures.push(format!("[{fw:?}] {e}")),
-            Ok(console) => {
-                let r = parse_report(&console);
+            Ok((report, console)) => {
+                let r = parse_report(&report);
                 eprintln!(
                     "[{fw:?}] boot to running: {}s (guest uptime)",
                     one(&r, "uptime")

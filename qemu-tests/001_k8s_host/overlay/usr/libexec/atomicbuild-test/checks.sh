@@ -1,7 +1,9 @@
 #!/bin/bash
-# Prints facts as "ABCHECK <name>| <line>" on the serial console; the test
-# harness (builder/tests/qemu_boot.rs) decides what is right. Then powers off.
-exec >/dev/ttyS0 2>&1
+# Prints facts as "ABCHECK <name>| <line>" on the second serial port (ttyS1:
+# no getty there, so no hangup can cut the report off, and no kernel message
+# interleaves); the test harness (builder/tests/qemu_boot.rs) decides what
+# is right. Then powers off.
+exec >/dev/ttyS1 2>&1
 dmesg -n 1 2>/dev/null
 say() { local n=$1; shift; "$@" 2>&1 | while IFS= read -r l || [ -n "$l" ]; do echo "ABCHECK $n| $l"; done; }
 
