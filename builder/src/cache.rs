@@ -14,6 +14,56 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil;
 use crate::output::sha256_file;
 
+/// Builds a cache key: sha256 over length-prefixed parts, so that no two
+/// different sequences of parts hash alike.
+pub struct KeyHasher(sha2::Sha256);
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyHasher {
+    /// An empty key.
+    pub fn new() -> Self {
+        use sha2::Digest;
+        KeyHasher(sha2::Sha256::new())
+    }
+
+    /// Add one part.
+    pub fn put(&mut self, part: impl AsRef<[u8]>) -> &mut Self {
+        use sha2::Digest;
+        let b = part.as_ref();
+        self.0.update((b.len() as u64).to_le_bytes());
+        self.0.update(b);
+        self
+    }
+
+    /// Add every entry below `dir` in sorted order: its path relative to
+    /// `base`, its mode, and its contents (files) or target (symlinks).
+    pub fn put_tree(&mut self, base: &Path, dir: &Path) -> Result<&mut Self> {
+        use std::os::unix::fs::MetadataExt;
+        crate::stage::shape::walk_sorted(dir, &mut |p, md| {
+            self.put(p.strip_prefix(base).unwrap_or(p).to_string_lossy().as_bytes());
+            self.put(md.mode().to_le_bytes());
+            if md.is_file() {
+                self.put(fs::read(p)?);
+            } else if md.file_type().is_symlink() {
+                self.put(fs::read_link(p)?.to_string_lossy().as_bytes());
+            }
+            Ok(())
+        })?;
+        Ok(self)
+    }
+
+    /// The key as hex.
+    pub fn finish(self) -> String {
+        use sha2::Digest;
+        hex::encode(self.0.finalize())
+    }
+}
+
 /// One file in an entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct FileSum {

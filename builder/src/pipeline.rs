@@ -61,32 +61,17 @@ pub fn inputs_key(
     lock: Option<&crate::lock::Lock>,
     epoch: u64,
 ) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::os::unix::fs::MetadataExt;
-    let mut h = Sha256::new();
-    let mut put = |b: &[u8]| {
-        h.update((b.len() as u64).to_le_bytes());
-        h.update(b);
-    };
-    put(BUILD_RECIPE.as_bytes());
-    put(env!("CARGO_PKG_VERSION").as_bytes());
-    put(m.sha256.as_bytes());
-    put(epoch.to_string().as_bytes());
+    let mut h = crate::cache::KeyHasher::new();
+    h.put(BUILD_RECIPE)
+        .put(env!("CARGO_PKG_VERSION"))
+        .put(&m.sha256)
+        .put(epoch.to_string());
     if let Some(l) = lock {
-        put(l.to_toml()?.as_bytes());
+        h.put(l.to_toml()?);
     }
     for o in &m.overlays {
-        put(o.to_string_lossy().as_bytes());
-        stage::shape::walk_sorted(o, &mut |p, md| {
-            put(p.strip_prefix(o).unwrap_or(p).to_string_lossy().as_bytes());
-            put(&md.mode().to_le_bytes());
-            if md.is_file() {
-                put(&std::fs::read(p)?);
-            } else if md.file_type().is_symlink() {
-                put(std::fs::read_link(p)?.to_string_lossy().as_bytes());
-            }
-            Ok(())
-        })?;
+        h.put(o.to_string_lossy().as_bytes());
+        h.put_tree(o, o)?;
     }
     for tool in [
         ["mke2fs", "-V"],
@@ -95,11 +80,10 @@ pub fn inputs_key(
     ] {
         let out = std::process::Command::new(tool[0]).arg(tool[1]).output();
         if let Ok(o) = out {
-            put(&o.stdout);
-            put(&o.stderr);
+            h.put(&o.stdout).put(&o.stderr);
         }
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(h.finish())
 }
 
 /// Identity of a file as the file system sees it (for the up-to-date check).

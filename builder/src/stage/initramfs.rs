@@ -28,39 +28,17 @@ const DRACUT_INPUTS: &[&str] = &[
 
 /// The cache key of the initramfs: installed root, kernel, dracut config.
 pub fn cache_key(install_key: &str, root: &Path, kernel: &str) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for part in [INITRAMFS_RECIPE, install_key, kernel] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
-    }
+    let mut h = crate::cache::KeyHasher::new();
+    h.put(INITRAMFS_RECIPE).put(install_key).put(kernel);
     for rel in DRACUT_INPUTS {
         let p = root.join(rel);
-        let mut files = Vec::new();
         if p.is_dir() {
-            super::shape::walk_sorted(&p, &mut |f, md| {
-                if md.is_file() {
-                    files.push(f.to_owned());
-                }
-                Ok(())
-            })?;
+            h.put_tree(root, &p)?;
         } else if p.is_file() {
-            files.push(p);
-        }
-        for f in files {
-            let rel = f
-                .strip_prefix(root)
-                .unwrap_or(&f)
-                .to_string_lossy()
-                .into_owned();
-            let data = fs::read(&f)?;
-            h.update((rel.len() as u64).to_le_bytes());
-            h.update(rel.as_bytes());
-            h.update((data.len() as u64).to_le_bytes());
-            h.update(&data);
+            h.put(rel).put(fs::read(&p)?);
         }
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(h.finish())
 }
 
 /// The kernel the image boots.

@@ -10,7 +10,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
 use super::Ctx;
 use crate::cmd::Cmd;
@@ -60,7 +59,6 @@ pub struct Installed {
 /// The cache key of an installed root: every input that shapes it (with a
 /// lock, the exact pinned set instead of the manifest's names).
 pub fn cache_key(m: &Manifest, lock: Option<&Lock>) -> String {
-    let mut h = Sha256::new();
     let b = &m.base;
     let mut pkgs = m.packages.clone();
     pkgs.sort();
@@ -83,11 +81,11 @@ pub fn cache_key(m: &Manifest, lock: Option<&Lock>) -> String {
         DIVERT_HOOK.into(),
         UNDIVERT_HOOK.into(),
     ];
+    let mut h = crate::cache::KeyHasher::new();
     for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
+        h.put(p);
     }
-    hex::encode(h.finalize())
+    h.finish()
 }
 
 /// Check that a lock fits the manifest before any work.
