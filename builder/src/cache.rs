@@ -45,7 +45,12 @@ impl KeyHasher {
     pub fn put_tree(&mut self, base: &Path, dir: &Path) -> Result<&mut Self> {
         use std::os::unix::fs::MetadataExt;
         crate::stage::shape::walk_sorted(dir, &mut |p, md| {
-            self.put(p.strip_prefix(base).unwrap_or(p).to_string_lossy().as_bytes());
+            self.put(
+                p.strip_prefix(base)
+                    .unwrap_or(p)
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
             self.put(md.mode().to_le_bytes());
             if md.is_file() {
                 self.put(fs::read(p)?);

@@ -138,13 +138,7 @@ impl Cmd {
         }
         // If atomicbuild dies (even by SIGKILL), take the child down with it,
         // so no stray installer keeps writing into a tree the next run removes.
-        // SAFETY: prctl is async-signal-safe and touches no shared state.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        die_with_parent(&mut c);
         c
     }
 
@@ -227,6 +221,17 @@ impl Cmd {
     pub fn output_string(&self) -> Result<String, CmdError> {
         let out = self.output()?;
         Ok(String::from_utf8_lossy(&out).trim().to_string())
+    }
+}
+
+/// Make the child get SIGKILL when the thread that started it dies.
+pub fn die_with_parent(c: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no shared state.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(c, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
 }
 

@@ -182,27 +182,11 @@ pub struct DirLock {
     _file: File,
 }
 
-/// Take an exclusive, non-blocking lock on `dir/.lock`.
-pub fn lock_dir(dir: &Path) -> Result<DirLock> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let p = dir.join(".lock");
-    let f = File::create(&p).with_context(|| format!("creating {}", p.display()))?;
-    // SAFETY: flock on an open descriptor.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if r != 0 {
-        bail!(
-            "another atomicbuild is using {}; wait for it or pass a different --workdir",
-            dir.display()
-        );
-    }
-    Ok(DirLock { _file: f })
-}
-
-/// A shared or exclusive lock on a file, held while the value lives; taking
-/// it waits for conflicting holders (other builds using the same cache entry).
-pub fn lock_file(path: &Path, exclusive: bool) -> Result<DirLock> {
+/// Open (creating) `path` and flock it with `op`; `Ok(None)` when a
+/// non-blocking lock is held elsewhere.
+fn flock_path(path: &Path, op: libc::c_int) -> Result<Option<DirLock>> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     let f = fs::OpenOptions::new()
         .create(true)
@@ -210,21 +194,36 @@ pub fn lock_file(path: &Path, exclusive: bool) -> Result<DirLock> {
         .write(true)
         .open(path)
         .with_context(|| format!("opening lock {}", path.display()))?;
+    // SAFETY: flock on an open descriptor.
+    if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+        return Ok(Some(DirLock { _file: f }));
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(None);
+    }
+    bail!("locking {}: {err}", path.display())
+}
+
+/// Take an exclusive, non-blocking lock on `dir/.lock`.
+pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    flock_path(&dir.join(".lock"), libc::LOCK_EX | libc::LOCK_NB)?.with_context(|| {
+        format!(
+            "another atomicbuild is using {}; wait for it or pass a different --workdir",
+            dir.display()
+        )
+    })
+}
+
+/// A shared or exclusive lock on a file, held while the value lives; taking
+/// it waits for conflicting holders (other builds using the same cache entry).
+pub fn lock_file(path: &Path, exclusive: bool) -> Result<DirLock> {
     let op = if exclusive {
         libc::LOCK_EX
     } else {
         libc::LOCK_SH
     };
-    // SAFETY: flock on an open descriptor.
-    let r = unsafe { libc::flock(f.as_raw_fd(), op) };
-    if r != 0 {
-        bail!(
-            "locking {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(DirLock { _file: f })
+    flock_path(path, op)?.context("a blocking lock cannot be refused")
 }
 
 /// Bytes allocated on disk for a file (st_blocks * 512).

@@ -59,9 +59,7 @@ impl Lock {
             let pos = e
                 .span()
                 .map(|s| {
-                    let before = &text[..s.start.min(text.len())];
-                    let line = before.matches('\n').count() + 1;
-                    let col = s.start - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+                    let (line, col) = crate::manifest::line_col(&text, s.start);
                     format!(":{line}:{col}")
                 })
                 .unwrap_or_default();

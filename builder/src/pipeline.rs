@@ -144,9 +144,18 @@ impl Timings {
         });
     }
     fn time<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.time_cached(name, f, |_| false)
+    }
+    /// Time a stage whose result says whether it came from the cache.
+    fn time_cached<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce() -> Result<T>,
+        cached: impl Fn(&T) -> bool,
+    ) -> Result<T> {
         let t = std::time::Instant::now();
         let r = f()?;
-        self.add(name, t.elapsed(), false);
+        self.add(name, t.elapsed(), cached(&r));
         Ok(r)
     }
 }
@@ -209,13 +218,17 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
     let mut t = Timings(Vec::new());
     let started = std::time::Instant::now();
 
-    let ti = std::time::Instant::now();
-    let installed = stage::install::run(&ctx, lock.as_ref())?;
-    t.add("install", ti.elapsed(), installed.cache_hit);
+    let installed = t.time_cached(
+        "install",
+        || stage::install::run(&ctx, lock.as_ref()),
+        |i| i.cache_hit,
+    )?;
     let custom = t.time("customize", || stage::customize::run(&ctx))?;
-    let ti = std::time::Instant::now();
-    let kernel = stage::initramfs::run(&ctx, &installed.key)?;
-    t.add("initramfs", ti.elapsed(), kernel.cache_hit);
+    let kernel = t.time_cached(
+        "initramfs",
+        || stage::initramfs::run(&ctx, &installed.key),
+        |k| k.cache_hit,
+    )?;
     t.time("shape", || stage::shape::run(&ctx))?;
     let commit = t.time("commit", || stage::commit::run(&ctx))?;
     let deployed = t.time("deploy", || stage::deploy::run(&ctx, &commit))?;

@@ -158,13 +158,7 @@ impl Vm {
         }
         c.args(&self.extra);
         // QEMU goes down with atomicbuild (or the test) that started it.
-        // SAFETY: prctl is async-signal-safe and touches no shared state.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        crate::cmd::die_with_parent(&mut c);
         Ok(c)
     }
 }

@@ -47,16 +47,11 @@ pub fn first_difference(a: &Path, b: &Path) -> Result<Option<Difference>> {
                 end: off + j as u64 + 1,
             }));
         }
-        if na != nb {
-            return Ok(Some(Difference {
-                start: off + n as u64,
-                end: la.max(lb),
-            }));
-        }
-        if n == 0 {
-            return Ok(None);
-        }
-        off += n as u64;
+        // Same bytes up to the shorter read: the files differ in length.
+        return Ok(Some(Difference {
+            start: off + n as u64,
+            end: la.max(lb),
+        }));
     }
 }
 

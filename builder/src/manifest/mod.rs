@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use locate::line_col;
 pub use raw::{Distro, Format};
 
 /// A validated manifest with every default filled in.
