@@ -1,4 +1,5 @@
-//! The stage cache for file artifacts (the initramfs today): entries under
+//! The stage cache for file artifacts (installed-root records, initramfs,
+//! disk images; the trees themselves live in the object store): entries under
 //! `CACHE/stages/STAGE/KEY/`, each holding its files and an `entry.json`
 //! with their sizes and sha256, written last. An entry without `entry.json`
 //! (a partial write) or whose files do not match it (truncated, corrupted)
@@ -147,6 +148,42 @@ impl StageCache {
 
     /// Store `files` (name in the entry, source path) under `stage/key`.
     pub fn put(&self, stage: &str, key: &str, files: &[(&str, &Path)]) -> Result<()> {
+        self.put_with(stage, key, files.len(), |tmp, i| {
+            let (name, src) = files[i];
+            let dst = tmp.join(name);
+            fsutil::copy_sparse(src, &dst).with_context(|| format!("caching {}", src.display()))?;
+            Ok(FileSum {
+                name: name.to_string(),
+                size: fs::metadata(&dst)?.len(),
+                sha256: sha256_file(&dst)?,
+            })
+        })
+    }
+
+    /// Store `files` (name, path, its known sha256) as second hard links
+    /// (copies across file systems): for large artifacts that are also
+    /// outputs. Whoever modifies the output damages the entry, which the
+    /// next `get` then detects and drops.
+    pub fn put_linked(&self, stage: &str, key: &str, files: &[(&str, &Path, &str)]) -> Result<()> {
+        self.put_with(stage, key, files.len(), |tmp, i| {
+            let (name, src, sha256) = files[i];
+            fsutil::link_or_copy(src, &tmp.join(name))
+                .with_context(|| format!("caching {}", src.display()))?;
+            Ok(FileSum {
+                name: name.to_string(),
+                size: fs::metadata(src)?.len(),
+                sha256: sha256.to_string(),
+            })
+        })
+    }
+
+    fn put_with(
+        &self,
+        stage: &str,
+        key: &str,
+        n: usize,
+        mut add: impl FnMut(&Path, usize) -> Result<FileSum>,
+    ) -> Result<()> {
         let sdir = self.dir.join(stage);
         fs::create_dir_all(&sdir)?;
         let _l = fsutil::lock_file(&sdir.join(format!("{key}.lock")), true)?;
@@ -158,15 +195,8 @@ impl StageCache {
         fsutil::remove_tree(&tmp)?;
         fs::create_dir_all(&tmp)?;
         let mut sums = Vec::new();
-        for (name, src) in files {
-            let dst = tmp.join(name);
-            fs::copy(src, &dst).with_context(|| format!("caching {}", src.display()))?;
-            fs::File::open(&dst)?.sync_all()?;
-            sums.push(FileSum {
-                name: name.to_string(),
-                size: fs::metadata(&dst)?.len(),
-                sha256: sha256_file(&dst)?,
-            });
+        for i in 0..n {
+            sums.push(add(&tmp, i)?);
         }
         let meta = EntryMeta {
             stage: stage.into(),
@@ -243,7 +273,7 @@ pub fn list(cache_dir: &Path) -> Result<Vec<EntryInfo>> {
         }
         Ok(())
     };
-    scan("root", &cache_dir.join("roots"), "complete")?;
+    scan("root (old layout)", &cache_dir.join("roots"), "complete")?;
     if let Ok(rd) = fs::read_dir(cache_dir.join("stages")) {
         for s in rd {
             let s = s?;
@@ -252,6 +282,21 @@ pub fn list(cache_dir: &Path) -> Result<Vec<EntryInfo>> {
                 scan(&kind, &s.path(), "entry.json")?;
             }
         }
+    }
+    let repo = cache_dir.join("repo");
+    if repo.join("config").is_file() {
+        let last_used = fs::metadata(repo.join("refs/heads"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        out.push(EntryInfo {
+            kind: "objects".into(),
+            key: "OSTree object store (installed roots, commits)".into(),
+            bytes: fsutil::tree_size(&repo).unwrap_or(0),
+            last_used,
+            path: repo,
+        });
     }
     out.sort_by(|a, b| (a.kind.as_str(), b.last_used).cmp(&(b.kind.as_str(), a.last_used)));
     Ok(out)
@@ -264,6 +309,9 @@ pub fn gc(cache_dir: &Path, older_than_days: u64) -> Result<(usize, u64)> {
     let mut removed = 0;
     let mut freed = 0;
     for e in list(cache_dir)? {
+        if e.kind == "objects" {
+            continue; // pruned below, by what still refers to it
+        }
         if older_than_days == 0 || e.last_used < cutoff {
             let lock = e.path.with_file_name(format!("{}.lock", e.key));
             let _l = fsutil::lock_file(&lock, true)?;
@@ -281,6 +329,25 @@ pub fn gc(cache_dir: &Path, older_than_days: u64) -> Result<(usize, u64)> {
             .map(|e| e.path()),
     ) {
         fsutil::remove_stale_tmp(&dir)?;
+    }
+    let repo_path = cache_dir.join("repo");
+    if repo_path.join("config").is_file() {
+        let repo = crate::objects::open_or_create(&repo_path)?;
+        let stages = cache_dir.join("stages");
+        let heads = repo_path.join("refs/heads");
+        let (refs, bytes) = crate::objects::prune(&repo, "atomicbuild", |r| {
+            if let Some(key) = r.strip_prefix("atomicbuild/install/") {
+                return stages.join("install").join(key).is_dir();
+            }
+            let used = fs::metadata(heads.join(r))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            older_than_days != 0 && used >= cutoff
+        })?;
+        removed += refs;
+        freed += bytes;
     }
     Ok((removed, freed))
 }

@@ -130,6 +130,18 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
 }
 
+/// Put `contents` at `p` as a new file (mode 0644), never writing through
+/// an existing one: in a hard-linked checkout the old file is an object of
+/// the cache's repository.
+pub fn replace_file(p: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
+    match fs::remove_file(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
+    }
+    fs::write(p, contents).with_context(|| format!("writing {}", p.display()))
+}
+
 /// Copy the tree `src` onto `dst` (merging into existing directories). Files
 /// keep their permission bits and become root-owned; symlinks are copied as
 /// links. Entries are visited in sorted order.
@@ -250,9 +262,116 @@ pub fn tree_size(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
+/// The byte ranges of `f` (of length `len`) that hold data, in order; the
+/// rest are holes. Falls back to one range over everything where the file
+/// system cannot tell.
+pub fn data_ranges(f: &fs::File, len: u64) -> Result<Vec<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < len {
+        // SAFETY: lseek on an open descriptor; no memory is passed.
+        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole remains
+            }
+            return Ok(vec![(0, len)]);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        let end = if hole < 0 {
+            len
+        } else {
+            (hole as u64).min(len)
+        };
+        out.push((data as u64, end));
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// Copy `src` to a new file `dst` keeping its holes (a 4 GiB image with
+/// 1 GiB of data copies 1 GiB) and its permission bits, then fsync it.
+pub fn copy_sparse(src: &Path, dst: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let s = fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let len = s.metadata()?.len();
+    let d = fs::File::create(dst).with_context(|| format!("creating {}", dst.display()))?;
+    d.set_len(len)?;
+    d.set_permissions(s.metadata()?.permissions())?;
+    for (start, end) in data_ranges(&s, len)? {
+        let (mut off_in, mut off_out) = (start as libc::loff_t, start as libc::loff_t);
+        while (off_in as u64) < end {
+            let want = (end - off_in as u64).min(1 << 30) as usize;
+            // SAFETY: both descriptors are open; the offsets are ours.
+            let n = unsafe {
+                libc::copy_file_range(
+                    s.as_raw_fd(),
+                    &mut off_in,
+                    d.as_raw_fd(),
+                    &mut off_out,
+                    want,
+                    0,
+                )
+            };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("copying {} to {}", src.display(), dst.display()));
+            }
+            if n == 0 {
+                anyhow::bail!("{} shrank while being copied", src.display());
+            }
+        }
+    }
+    d.sync_all()?;
+    Ok(())
+}
+
+/// Make `dst` a hard link of `src`, or a sparse copy across file systems.
+pub fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
+    let _ = fs::remove_file(dst);
+    match fs::hard_link(src, dst) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => copy_sparse(src, dst),
+        Err(e) => Err(e).with_context(|| format!("linking {} to {}", src.display(), dst.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_copy_keeps_holes_contents_and_mode() {
+        use std::io::{Seek, SeekFrom, Write};
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        let mut f = fs::File::create(&src).unwrap();
+        f.set_len(64 << 20).unwrap();
+        f.seek(SeekFrom::Start(8 << 20)).unwrap();
+        f.write_all(&[7u8; 100_000]).unwrap();
+        f.seek(SeekFrom::Start((64 << 20) - 3)).unwrap();
+        f.write_all(b"end").unwrap();
+        drop(f);
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o600)).unwrap();
+        let dst = d.path().join("dst");
+        copy_sparse(&src, &dst).unwrap();
+        assert_eq!(fs::read(&src).unwrap(), fs::read(&dst).unwrap());
+        assert_eq!(fs::metadata(&dst).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(allocated_bytes(&dst).unwrap() < 4 << 20, "holes were filled");
+        let ranges = data_ranges(&fs::File::open(&dst).unwrap(), 64 << 20).unwrap();
+        assert!(ranges.len() >= 2 && ranges[0].0 >= 4 << 20, "{ranges:?}");
+        // The hole-skipping checksum equals a plain one over every byte.
+        use sha2::Digest;
+        assert_eq!(
+            crate::output::sha256_file(&dst).unwrap(),
+            hex::encode(sha2::Sha256::digest(fs::read(&src).unwrap()))
+        );
+    }
 
     #[test]
     fn atomic_write_leaves_no_tmp_and_replaces() {

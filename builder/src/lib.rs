@@ -9,6 +9,7 @@ pub mod disk;
 pub mod fsutil;
 pub mod lock;
 pub mod manifest;
+pub mod objects;
 pub mod output;
 pub mod pipeline;
 pub mod preflight;

@@ -12,15 +12,33 @@ use crate::disk::Layout;
 
 /// sha256 of a file, streamed.
 pub fn sha256_file(p: &Path) -> Result<String> {
+    use std::io::{Seek, SeekFrom};
     let mut f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+    let len = f.metadata()?.len();
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+    let zeros = vec![0u8; 1 << 20];
+    let mut pos = 0;
+    // Holes hash as zeros without being read.
+    for (start, end) in crate::fsutil::data_ranges(&f, len)?
+        .into_iter()
+        .chain([(len, len)])
+    {
+        while pos < start {
+            let n = (start - pos).min(zeros.len() as u64) as usize;
+            h.update(&zeros[..n]);
+            pos += n as u64;
         }
-        h.update(&buf[..n]);
+        f.seek(SeekFrom::Start(start))?;
+        while pos < end {
+            let want = (end - pos).min(buf.len() as u64) as usize;
+            let n = f.read(&mut buf[..want])?;
+            if n == 0 {
+                anyhow::bail!("{} shrank while being hashed", p.display());
+            }
+            h.update(&buf[..n]);
+            pos += n as u64;
+        }
     }
     Ok(hex::encode(h.finalize()))
 }

@@ -60,6 +60,7 @@ pub fn inputs_key(
     m: &manifest::Manifest,
     lock: Option<&crate::lock::Lock>,
     epoch: u64,
+    tools: &str,
 ) -> Result<String> {
     let mut h = crate::cache::KeyHasher::new();
     h.put(BUILD_RECIPE)
@@ -73,17 +74,41 @@ pub fn inputs_key(
         h.put(o.to_string_lossy().as_bytes());
         h.put_tree(o, o)?;
     }
+    h.put(tools);
+    Ok(h.finish())
+}
+
+/// The versions of the host tools whose output ends up in the image.
+pub fn tool_versions() -> String {
+    let mut v = String::new();
     for tool in [
         ["mke2fs", "-V"],
         ["grub-mkimage", "--version"],
         ["mmdebstrap", "--version"],
     ] {
-        let out = std::process::Command::new(tool[0]).arg(tool[1]).output();
-        if let Ok(o) = out {
-            h.put(&o.stdout).put(&o.stderr);
+        if let Ok(o) = std::process::Command::new(tool[0]).arg(tool[1]).output() {
+            v.push_str(&String::from_utf8_lossy(&o.stdout));
+            v.push_str(&String::from_utf8_lossy(&o.stderr));
         }
     }
-    Ok(h.finish())
+    v
+}
+
+/// Bump when the way a disk is written changes.
+const DISK_RECIPE: &str = "disk-v2";
+
+/// The cache key of a disk image: the commit and everything else the disk
+/// stage reads.
+fn disk_key(m: &manifest::Manifest, commit: &str, epoch: u64, tools: &str) -> String {
+    let mut h = crate::cache::KeyHasher::new();
+    h.put(DISK_RECIPE)
+        .put(env!("CARGO_PKG_VERSION"))
+        .put(commit)
+        .put(m.image_seed())
+        .put(stage::deploy::kargs(m).join(" "))
+        .put(epoch.to_string())
+        .put(tools);
+    h.finish()
 }
 
 /// Identity of a file as the file system sees it (for the up-to-date check).
@@ -179,7 +204,8 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
     preflight::check_build(&m)?;
     let progress = Progress::new();
     let epoch = source_date_epoch(&m)?;
-    let key = inputs_key(&m, lock.as_ref(), epoch)?;
+    let tools = tool_versions();
+    let key = inputs_key(&m, lock.as_ref(), epoch, &tools)?;
     if !args.no_cache {
         if let Some(b) = up_to_date(&args.output, &m.stem(), &key) {
             progress.println(&format!(
@@ -230,11 +256,46 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
         |k| k.cache_hit,
     )?;
     t.time("shape", || stage::shape::run(&ctx))?;
-    let commit = t.time("commit", || stage::commit::run(&ctx))?;
-    let deployed = t.time("deploy", || stage::deploy::run(&ctx, &commit))?;
+    let commit = t.time("commit", || {
+        stage::commit::run(&ctx, installed.devino.as_ref())
+    })?;
     let raw_final = out_dir.join(format!("{}.raw", m.stem()));
     let raw_tmp = fsutil::tmp_name(&raw_final);
-    let image = t.time("disk", || disk::run(&ctx, &deployed, &raw_tmp))?;
+    let disks = crate::cache::StageCache::new(&ctx.cache_dir);
+    let dkey = disk_key(&m, &commit.checksum, epoch, &tools);
+    let cached_disk = match ctx.use_cache {
+        true => disks.get("disk", &dkey)?,
+        false => None,
+    };
+    let disk_hit = cached_disk.is_some();
+    let (kargs, layout, cleanup) = match cached_disk {
+        Some(entry) => {
+            t.time_cached(
+                "disk",
+                || {
+                    let s = progress.stage("disk");
+                    s.message("using the cached image of this commit");
+                    // A copy: outputs of different builds never share an
+                    // inode, so booting one in place cannot change another.
+                    fsutil::copy_sparse(&entry.join("image.raw"), &raw_tmp)?;
+                    s.finish("cached");
+                    Ok(())
+                },
+                |_| true,
+            )?;
+            let cleanup = background_cleanup(&workdir, &["root"], args.keep_workdir);
+            (stage::deploy::kargs(&m), disk::layout_for(&m), cleanup)
+        }
+        None => {
+            let deployed = t.time("deploy", || stage::deploy::run(&ctx, &commit))?;
+            let image = t.time("disk", || disk::run(&ctx, &deployed, &raw_tmp))?;
+            // The trees are not needed any more: delete them while the
+            // image is checksummed.
+            let cleanup =
+                background_cleanup(&workdir, &["root", "sysroot", "bootfs"], args.keep_workdir);
+            (deployed.kargs, image.layout, cleanup)
+        }
+    };
 
     let stage_out = progress.stage("finish");
     stage_out.message("checksumming the image");
@@ -246,6 +307,13 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
         allocated: fsutil::allocated_bytes(&raw_tmp)?,
         sha256: raw_sum.clone(),
     };
+    if ctx.use_cache && !disk_hit {
+        // The image is its own cache entry (a second link, no copy): a
+        // later build of the same commit reuses it, and if the output is
+        // modified (booted in place), the entry's checksum no longer
+        // matches and it is rebuilt.
+        disks.put_linked("disk", &dkey, &[("image.raw", &raw_tmp, &raw_sum)])?;
+    }
     fsutil::commit_tmp(&raw_tmp, &raw_final)?;
     let meta_final = out_dir.join(format!("{}.json", m.stem()));
     let mut meta = Metadata {
@@ -266,7 +334,7 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
         },
         kernel: output::KernelInfo {
             version: kernel.version.clone(),
-            cmdline: deployed.kargs.clone(),
+            cmdline: kargs,
             initramfs_bytes: kernel.initramfs_bytes,
         },
         packages: custom
@@ -278,7 +346,7 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
                 arch: a.clone(),
             })
             .collect(),
-        disk: image.layout.clone(),
+        disk: layout,
         artifacts: vec![raw_artifact.clone()],
         stages: t.0.clone(),
     };
@@ -301,11 +369,9 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
     ]);
     fsutil::write_atomic(&out_dir.join("SHA256SUMS"), sums.as_bytes())?;
 
-    if !args.keep_workdir {
-        fsutil::remove_tree(&workdir.join("root"))?;
-        fsutil::remove_tree(&workdir.join("sysroot"))?;
-        fsutil::remove_tree(&workdir.join("bootfs"))?;
-    }
+    cleanup
+        .join()
+        .map_err(|_| anyhow::anyhow!("cleaning the work directory panicked"))??;
     progress.println(&format!(
         "done in {:.0}s: {} ({} MiB, {} MiB allocated), commit {}",
         started.elapsed().as_secs_f64(),
@@ -318,6 +384,25 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
         raw: raw_final,
         metadata: meta_final,
         lock: lock_final,
+    })
+}
+
+/// Delete `dirs` of the work directory on another thread (unless the
+/// user keeps it); join the handle to learn the result.
+fn background_cleanup(
+    workdir: &Path,
+    dirs: &[&str],
+    keep: bool,
+) -> std::thread::JoinHandle<Result<()>> {
+    let paths: Vec<PathBuf> = match keep {
+        true => Vec::new(),
+        false => dirs.iter().map(|d| workdir.join(d)).collect(),
+    };
+    std::thread::spawn(move || {
+        for p in paths {
+            fsutil::remove_tree(&p)?;
+        }
+        Ok(())
     })
 }
 

@@ -95,7 +95,7 @@ pub fn verify(manifest_path: &Path, lock: &Path, output: &Path) -> Result<()> {
         output: scratch.path().join("out"),
         workdir: Some(scratch.path().join("work")),
         cache_dir: None,
-        keep_workdir: false,
+        keep_workdir: true,
         lock: Some(lock.to_owned()),
         no_cache: true,
     };
@@ -145,7 +145,12 @@ pub fn verify(manifest_path: &Path, lock: &Path, output: &Path) -> Result<()> {
         );
         Ok(())
     } else {
-        bail!("not reproducible:\n  {}", problems.join("\n  "))
+        let kept = scratch.keep();
+        bail!(
+            "not reproducible:\n  {}\n(the rebuild is kept in {} for inspection)",
+            problems.join("\n  "),
+            kept.display()
+        )
     }
 }
 

@@ -53,6 +53,118 @@ fn build_cmd(manifest: &Path, out: &Path, work: &Path) -> Command {
     c
 }
 
+/// Stages after the hard-linked checkout of the cached root must never
+/// write through a file: `ostree fsck` of the shared object store proves
+/// no object changed.
+fn object_store_is_intact() {
+    let store = atomicbuild::pipeline::default_cache_dir().join("repo");
+    let o = Command::new("ostree")
+        .arg("fsck")
+        .arg(format!("--repo={}", store.display()))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the object store is damaged (a stage wrote into a hard-linked file):\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        tail(&String::from_utf8_lossy(&o.stderr), 20)
+    );
+}
+
+/// The stage entry called `name` in a build's metadata.
+fn stage_entry<'a>(meta: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    meta["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no stage {name} in {}", meta["stages"]))
+}
+
+/// Build a variant of the test manifest in `dir` and return its metadata.
+fn build_variant(
+    manifest: &Path,
+    dir: &Path,
+    work: &Path,
+    edit: impl Fn(&str) -> String,
+) -> serde_json::Value {
+    let src = manifest.parent().unwrap();
+    let shared = src.join("../../overlays/k8s-node").canonicalize().unwrap();
+    if !dir.join("overlay").exists() {
+        std::fs::create_dir_all(dir).unwrap();
+        let cp = Command::new("cp")
+            .arg("-a")
+            .arg(src.join("overlay"))
+            .arg(dir.join("overlay"))
+            .status()
+            .unwrap();
+        assert!(cp.success());
+    }
+    let text = std::fs::read_to_string(manifest).unwrap().replace(
+        "\"../../overlays/k8s-node\"",
+        &format!("{:?}", shared.display().to_string()),
+    );
+    let variant = dir.join("host.toml");
+    std::fs::write(&variant, edit(&text)).unwrap();
+    let out = dir.join("out");
+    let o = build_cmd(&variant, &out, work).output().unwrap();
+    assert!(
+        o.status.success(),
+        "building a variant failed:\n{}",
+        tail(&String::from_utf8_lossy(&o.stderr), 30)
+    );
+    let stem = atomicbuild::manifest::load(&variant).unwrap().stem();
+    serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap()).unwrap()
+}
+
+/// A changed input redoes exactly the stages downstream of it.
+fn stage_invalidation(manifest: &Path, tmp: &Path, work: &Path, commit: &str, raw_sha: &str) {
+    let dir = tmp.join("variant");
+    // A comment reaches no stage: every stage is reused, disk included, and
+    // the image is the same bytes.
+    let m = build_variant(manifest, &dir, work, |t| {
+        format!("{t}\n# a comment changes nothing\n")
+    });
+    for s in ["install", "initramfs", "disk"] {
+        assert_eq!(
+            stage_entry(&m, s)["cached"],
+            true,
+            "comment-only change: {s} should be cached: {}",
+            m["stages"]
+        );
+    }
+    assert_eq!(
+        m["ostree"]["commit"], commit,
+        "a comment changed the commit"
+    );
+    assert_eq!(
+        m["artifacts"][0]["sha256"], raw_sha,
+        "a comment changed the image"
+    );
+    // One overlay file: the installed root and the initramfs are reused;
+    // the commit and the disk are new.
+    std::fs::write(dir.join("overlay/etc/atomicbuild-variant"), "changed\n").unwrap();
+    let m = build_variant(manifest, &dir, work, |t| t.to_string());
+    for s in ["install", "initramfs"] {
+        assert_eq!(
+            stage_entry(&m, s)["cached"],
+            true,
+            "overlay change: {s} should be cached: {}",
+            m["stages"]
+        );
+    }
+    assert_eq!(
+        stage_entry(&m, "disk")["cached"],
+        false,
+        "overlay change: the disk must be rebuilt"
+    );
+    assert_ne!(
+        m["ostree"]["commit"], commit,
+        "an overlay change must change the commit"
+    );
+    eprintln!("overlay-change rebuild stages: {}", m["stages"]);
+}
+
 /// Start a build, SIGKILL it a moment into its disk stage, and check that
 /// no file appeared under a final name.
 fn interrupted_build(manifest: &Path, out: &Path, work: &Path) {
@@ -320,6 +432,13 @@ fn check_report(
         "SSH host keys should be generated on first boot",
         hk.to_string(),
     );
+    // QEMU user networking hands out 10.0.2.15 over DHCP.
+    let ip = one(r, "ipv4");
+    expect(
+        ip.starts_with("10.0.2.15/"),
+        "networkd should have configured the NIC by DHCP",
+        ip,
+    );
     bad
 }
 
@@ -406,6 +525,10 @@ fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
         again.status.success() && again_err.contains("up to date"),
         "an unchanged rebuild should be skipped:\n{again_err}"
     );
+    object_store_is_intact();
+    let raw_sha = meta["artifacts"][0]["sha256"].as_str().unwrap().to_string();
+    stage_invalidation(&manifest_path, tmp.path(), &work, &commit, &raw_sha);
+
     assert!(meta["packages"]
         .as_array()
         .unwrap()

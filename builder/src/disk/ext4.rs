@@ -29,11 +29,44 @@ const MKE2FS_CONF: &str = "[defaults]
 
 /// Write an ext4 filesystem with the contents of `dir` into `part` of `image`.
 pub fn write(image: &Path, part: &Part, dir: &Path, epoch: u64) -> Result<()> {
+    pin_symlink_times(dir)?;
     let conf = image.with_extension("mke2fs.conf");
     std::fs::write(&conf, MKE2FS_CONF)?;
     let r = mke2fs(image, part, dir, epoch, &conf);
     let _ = std::fs::remove_file(&conf);
     r
+}
+
+/// mke2fs clamps times newer than SOURCE_DATE_EPOCH but keeps older ones.
+/// OSTree gives regular files mtime 0 but leaves a symlink with the time its
+/// object was written, which for a cached object is some earlier build's:
+/// pin every symlink to 0 too. (A symlink's times are not part of its
+/// OSTree checksum, so changing them on a shared object is harmless.)
+fn pin_symlink_times(dir: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    crate::stage::shape::walk_sorted(dir, &mut |p, md| {
+        if md.file_type().is_symlink() {
+            let c = std::ffi::CString::new(p.as_os_str().as_bytes())?;
+            let t = [libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            }; 2];
+            // SAFETY: a valid C string and two timespecs.
+            let r = unsafe {
+                libc::utimensat(
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                    t.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            if r != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("setting the times of {}", p.display()));
+            }
+        }
+        Ok(())
+    })
 }
 
 fn mke2fs(image: &Path, part: &Part, dir: &Path, epoch: u64, conf: &Path) -> Result<()> {

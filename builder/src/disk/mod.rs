@@ -121,6 +121,16 @@ pub fn layout(size: u64, esp: u64, boot: u64, seed: &str) -> Layout {
     }
 }
 
+/// The layout of the manifest's disk.
+pub fn layout_for(m: &crate::manifest::Manifest) -> Layout {
+    layout(
+        m.disk.size,
+        m.disk.esp_size,
+        m.disk.boot_size,
+        &m.image_seed(),
+    )
+}
+
 /// A written disk image (still under its temporary name).
 pub struct DiskImage {
     /// Path of the finished, synced image file.
@@ -133,7 +143,7 @@ pub struct DiskImage {
 pub fn run(ctx: &Ctx, deployed: &Deployed, path: &Path) -> Result<DiskImage> {
     let m = ctx.manifest;
     let stage = ctx.progress.stage("disk");
-    let lay = layout(m.disk.size, m.disk.esp_size, m.disk.boot_size, &m.sha256);
+    let lay = layout_for(m);
 
     // The /boot partition gets the sysroot's boot/ contents; the root
     // filesystem keeps an empty /boot as its mount point.

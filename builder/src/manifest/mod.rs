@@ -135,6 +135,21 @@ impl Manifest {
     pub fn stem(&self) -> String {
         format!("{}-{}", self.name, self.version)
     }
+
+    /// Seed for the disk's GUIDs and file-system UUIDs: the image's
+    /// identity (name, version, disk sizes, OSTree ref and OS name) rather
+    /// than the whole manifest, so a change that does not touch the disk
+    /// (another output format, a comment) gives the same disk bytes.
+    pub fn image_seed(&self) -> String {
+        let d = &self.disk;
+        let mut h = crate::cache::KeyHasher::new();
+        h.put(&self.name)
+            .put(&self.version)
+            .put(format!("{}:{}:{}", d.size, d.esp_size, d.boot_size))
+            .put(&self.ostree.ref_)
+            .put(&self.ostree.osname);
+        h.finish()
+    }
 }
 
 /// One thing wrong with a manifest.

@@ -1,94 +1,62 @@
-//! Commit stage: write the shaped root into a bare OSTree repository
-//! through libostree (the `ostree` crate), with the commit timestamp taken
-//! from SOURCE_DATE_EPOCH, and point the manifest's ref at it.
+//! Commit stage: write the shaped root into the OSTree object store through
+//! libostree (the `ostree` crate), with the commit timestamp taken from
+//! SOURCE_DATE_EPOCH. Files still hard-linked to objects of the cached
+//! installed root are taken by checksum, so only changed files are hashed.
+//! Without the cache (`--no-cache`, `verify`) a private repository in the
+//! work directory is used and every file is hashed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use ostree::gio;
-use ostree::glib;
-use ostree::prelude::*;
+use anyhow::Result;
 
 use super::Ctx;
+use crate::objects;
 
-/// A commit in the build's repository.
+/// A commit in the object store.
 pub struct Commit {
     /// The repository (bare mode).
     pub repo: PathBuf,
-    /// The ref that points at the commit.
+    /// The manifest's ref (what the deployed host follows).
     pub ref_: String,
     /// The commit checksum.
     pub checksum: String,
 }
 
-/// Open the repository at `path`, creating it (bare) if needed.
-pub fn open_or_create_repo(path: &Path) -> Result<ostree::Repo> {
-    std::fs::create_dir_all(path)?;
-    let repo = ostree::Repo::new_for_path(path);
-    if path.join("config").is_file() {
-        repo.open(gio::Cancellable::NONE)
-    } else {
-        repo.create(ostree::RepoMode::Bare, gio::Cancellable::NONE)
-    }
-    .with_context(|| format!("opening OSTree repository {}", path.display()))?;
-    Ok(repo)
+/// The ref that keeps a build's latest commit in the shared object store.
+pub fn build_ref(stem: &str) -> String {
+    format!("atomicbuild/build/{stem}")
 }
 
 /// Commit `ctx.root()`.
-pub fn run(ctx: &Ctx) -> Result<Commit> {
+pub fn run(ctx: &Ctx, devino: Option<&ostree::RepoDevInoCache>) -> Result<Commit> {
     let m = ctx.manifest;
     let stage = ctx.progress.stage("commit");
-    let repo_path = ctx.workdir.join("repo");
-    let repo = open_or_create_repo(&repo_path)?;
-    let root = ctx.root();
-    let c = gio::Cancellable::NONE;
-
-    stage.message("writing objects");
-    repo.prepare_transaction(c)
-        .context("starting an OSTree transaction")?;
-    let result = (|| -> Result<String> {
-        let mtree = ostree::MutableTree::new();
-        let modifier = ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::NONE, None);
-        repo.write_dfd_to_mtree(
-            libc::AT_FDCWD,
-            root.to_str().context("work directory path is not UTF-8")?,
-            &mtree,
-            Some(&modifier),
-            c,
-        )
-        .with_context(|| format!("writing {} into the repository", root.display()))?;
-        let tree = repo.write_mtree(&mtree, c).context("writing the tree")?;
-        let tree = tree
-            .downcast::<ostree::RepoFile>()
-            .map_err(|_| anyhow::anyhow!("write_mtree did not return a repository file"))?;
-        let meta = glib::VariantDict::new(None);
-        meta.insert("version", m.version.as_str());
-        meta.insert("atomicbuild.manifest-sha256", m.sha256.as_str());
-        meta.insert("atomicbuild.image", m.name.as_str());
-        let subject = format!("{} {}", m.name, m.version);
-        let checksum = repo
-            .write_commit_with_time(
-                None,
-                Some(&subject),
-                None,
-                Some(&meta.end()),
-                &tree,
-                ctx.source_date_epoch,
-                c,
-            )
-            .context("writing the commit")?;
-        repo.transaction_set_ref(None, &m.ostree.ref_, Some(checksum.as_str()));
-        repo.commit_transaction(c)
-            .context("finishing the OSTree transaction")?;
-        Ok(checksum.to_string())
-    })();
-    let checksum = match result {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = repo.abort_transaction(c);
-            return Err(e);
-        }
+    let repo_path = ctx.object_store();
+    let repo = objects::open_or_create(&repo_path)?;
+    let ref_ = match ctx.use_cache {
+        true => build_ref(&m.stem()),
+        false => m.ostree.ref_.clone(),
     };
+    stage.message(if devino.is_some() {
+        "writing changed objects"
+    } else {
+        "writing objects"
+    });
+    let subject = format!("{} {}", m.name, m.version);
+    let checksum = objects::commit_tree(
+        &repo,
+        &ctx.root(),
+        devino,
+        &objects::CommitSpec {
+            ref_: &ref_,
+            subject: &subject,
+            metadata: &[
+                ("version", m.version.as_str()),
+                ("atomicbuild.image", m.name.as_str()),
+            ],
+            timestamp: ctx.source_date_epoch,
+        },
+    )?;
     stage.finish(&checksum[..12]);
     Ok(Commit {
         repo: repo_path,

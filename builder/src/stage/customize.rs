@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
         );
     }
     stage.message("cleaning build-host leftovers");
-    for d in ["dev", "proc", "sys", "run", "tmp"] {
+    for d in super::install::BUILD_HOST_DIRS {
         empty_dir(&root.join(d))?;
     }
     fs::set_permissions(
@@ -52,22 +52,21 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
             fs::remove_file(e.path())?;
         }
     }
-    fs::write(root.join("etc/machine-id"), b"")?;
+    fsutil::replace_file(&root.join("etc/machine-id"), b"")?;
     let _ = fs::remove_file(root.join("var/lib/dbus/machine-id"));
     let resolv = root.join("etc/resolv.conf");
-    let _ = fs::remove_file(&resolv);
-    fs::write(&resolv, b"")?;
-    fs::write(root.join("etc/hostname"), format!("{}\n", m.hostname))?;
+    fsutil::replace_file(&resolv, b"")?;
+    fsutil::replace_file(&root.join("etc/hostname"), format!("{}\n", m.hostname))?;
     let short = m.hostname.split('.').next().unwrap_or(&m.hostname);
-    fs::write(
-        root.join("etc/hosts"),
+    fsutil::replace_file(
+        &root.join("etc/hosts"),
         format!(
             "127.0.0.1\tlocalhost\n127.0.1.1\t{} {short}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
             m.hostname
         ),
     )?;
-    fs::write(
-        root.join("etc/fstab"),
+    fsutil::replace_file(
+        &root.join("etc/fstab"),
         "# Written by atomicbuild. The root is mounted by ostree-prepare-root.\nLABEL=boot /boot ext4 defaults,nodev,nosuid 0 2\n",
     )?;
 
@@ -115,7 +114,7 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
     }
     let tf = root.join(USERS_TMPFILES);
     fs::create_dir_all(tf.parent().expect("has parent"))?;
-    fs::write(&tf, tmpfiles)?;
+    fsutil::replace_file(&tf, tmpfiles)?;
 
     for (verb, units) in [
         ("enable", &m.units.enable),
@@ -144,7 +143,8 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
     Ok(Customized { packages })
 }
 
-fn empty_dir(d: &Path) -> Result<()> {
+/// Remove everything inside `d` (creating it if missing).
+pub fn empty_dir(d: &Path) -> Result<()> {
     if !d.exists() {
         fs::create_dir_all(d)?;
         return Ok(());

@@ -22,6 +22,13 @@ pub const BASE_KARGS: &[&str] = &[
     "console=ttyS0,115200",
 ];
 
+/// The kernel command line of the manifest's deployment.
+pub fn kargs(m: &crate::manifest::Manifest) -> Vec<String> {
+    let mut k: Vec<String> = BASE_KARGS.iter().map(|s| s.to_string()).collect();
+    k.extend(m.kernel_args.iter().cloned());
+    k
+}
+
 /// A deployed sysroot.
 pub struct Deployed {
     /// The sysroot directory (root partition contents, /boot included).
@@ -62,14 +69,15 @@ pub fn run(ctx: &Ctx, commit: &Commit) -> Result<Deployed> {
 
     stage.message("pulling the commit into the sysroot");
     let opts = glib::VariantDict::new(None);
-    opts.insert("refs", vec![commit.ref_.clone()]);
+    opts.insert("refs", vec![commit.checksum.clone()]);
     let url = format!("file://{}", commit.repo.display());
     repo.pull_with_options(&url, &opts.end(), None, c)
-        .with_context(|| format!("pulling {} from {}", commit.ref_, commit.repo.display()))?;
+        .with_context(|| format!("pulling {} from {}", commit.checksum, commit.repo.display()))?;
+    repo.set_ref_immediate(None, &commit.ref_, Some(&commit.checksum), c)
+        .with_context(|| format!("pointing {} at the commit", commit.ref_))?;
     drop(repo);
 
-    let mut kargs: Vec<String> = BASE_KARGS.iter().map(|s| s.to_string()).collect();
-    kargs.extend(m.kernel_args.iter().cloned());
+    let kargs = kargs(m);
     let kref: Vec<&str> = kargs.iter().map(String::as_str).collect();
     let origin = sysroot.origin_new_from_refspec(&commit.ref_);
     stage.message("deploying");

@@ -12,7 +12,7 @@ use super::Ctx;
 use crate::cmd::Cmd;
 
 /// Bump when the way the initramfs is made changes.
-const INITRAMFS_RECIPE: &str = "dracut-v1";
+const INITRAMFS_RECIPE: &str = "dracut-v2"; // v2: runs on an OSTree checkout (mtimes 0)
 
 /// Configuration that shapes the initramfs besides the installed packages:
 /// dracut's and modprobe's drop-ins, wherever they came from (packages or
@@ -109,9 +109,11 @@ pub fn run(ctx: &Ctx, install_key: &str) -> Result<Kernel> {
     let vmlinuz = moddir.join("vmlinuz");
     if !vmlinuz.exists() {
         let from = root.join("boot").join(format!("vmlinuz-{version}"));
-        fs::copy(&from, &vmlinuz).with_context(|| {
+        // A second link to the same file: no copy, and in a hard-linked
+        // checkout the commit stage still knows its checksum.
+        fs::hard_link(&from, &vmlinuz).with_context(|| {
             format!(
-                "copying the kernel {} to {}",
+                "linking the kernel {} to {}",
                 from.display(),
                 vmlinuz.display()
             )
@@ -125,6 +127,8 @@ pub fn run(ctx: &Ctx, install_key: &str) -> Result<Kernel> {
         false => None,
     };
     let cache_hit = hit.is_some();
+    // Never write through a file of the hard-linked checkout.
+    let _ = fs::remove_file(&img);
     if let Some(entry) = hit {
         stage.message("using the cached initramfs");
         fs::copy(entry.join("initramfs.img"), &img)?;

@@ -4,7 +4,8 @@
 //! the kernel's initramfs hooks diverted to no-op stubs (the initramfs is
 //! built once, later, by the initramfs stage), downloaded .debs kept in the
 //! cache between runs. Installed roots are cached too, keyed by a hash of
-//! everything that goes into them; a hit copies the cached tree instead.
+//! everything that goes into them, as commits in the object store; a hit
+//! checks the cached root out with hard links (see `objects`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::cmd::Cmd;
 use crate::fsutil;
 use crate::lock::Lock;
 use crate::manifest::{Distro, Manifest};
+use crate::objects;
 
 /// Bump when the way a root is installed changes (invalidates cached roots).
 const INSTALL_RECIPE: &str = "debian-install-v2";
@@ -54,6 +56,14 @@ pub struct Installed {
     pub cache_hit: bool,
     /// The cache key of this root.
     pub key: String,
+    /// With the cache on, the root is a hard-linked checkout of the cached
+    /// commit; this maps its files to their checksums (see `objects`).
+    pub devino: Option<ostree::RepoDevInoCache>,
+}
+
+/// The object-store ref that keeps a cached installed root alive.
+pub fn root_ref(key: &str) -> String {
+    format!("atomicbuild/install/{key}")
 }
 
 /// The cache key of an installed root: every input that shapes it (with a
@@ -116,25 +126,30 @@ pub fn run(ctx: &Ctx, lock: Option<&Lock>) -> Result<Installed> {
     }
     let key = cache_key(m, lock);
     let root = ctx.root();
-    let roots = ctx.cache_dir.join("roots");
-    let entry = roots.join(&key);
     let stage = ctx.progress.stage("install");
-    // Readers share the entry; a writer replacing it waits for them.
-    let entry_lock = fsutil::lock_file(&roots.join(format!("{key}.lock")), false)?;
-    if ctx.use_cache && entry.join("complete").is_file() && entry.join("root").is_dir() {
-        stage.message("copying the cached root");
-        let cached_lock = Lock::load(&entry.join("lock.toml"));
-        if let Ok(cached_lock) = cached_lock {
-            copy_tree_exact(&entry.join("root"), &root)?;
-            stage.finish("cached root");
-            return Ok(Installed {
-                lock: cached_lock,
-                root,
-                cache_hit: true,
-                key,
-            });
+    let cache = crate::cache::StageCache::new(&ctx.cache_dir);
+    let store = ctx.object_store();
+    if ctx.use_cache {
+        if let Some(entry) = cache.get("install", &key)? {
+            let repo = objects::open_or_create(&store)?;
+            let commit = fs::read_to_string(entry.join("commit")).unwrap_or_default();
+            let cached_lock = Lock::load(&entry.join("lock.toml"));
+            match cached_lock {
+                Ok(l) if objects::has_complete_commit(&repo, commit.trim()) => {
+                    stage.message("checking out the cached root");
+                    let devino = objects::checkout_linked(&repo, commit.trim(), &root)?;
+                    stage.finish("cached root");
+                    return Ok(Installed {
+                        lock: l,
+                        root,
+                        cache_hit: true,
+                        key,
+                        devino: Some(devino),
+                    });
+                }
+                _ => stage.message("the cached root is incomplete; reinstalling"),
+            }
         }
-        stage.message("the cached root has no valid lock; reinstalling");
     }
     let includes = match lock {
         Some(l) => l.apt_pins(),
@@ -190,41 +205,59 @@ pub fn run(ctx: &Ctx, lock: Option<&Lock>) -> Result<Installed> {
             .context("the installed packages differ from the lock")?;
     }
 
-    // Keep the pristine root for the next build with the same inputs.
+    // Keep the pristine root for the next build with the same inputs: as a
+    // commit in the object store, checked out again with hard links so this
+    // build's commit stage already skips the unchanged files. Without the
+    // cache the same happens in a private repository, so that every build
+    // sees the same tree (an OSTree checkout has all mtimes 0, and dracut
+    // copies mtimes into the initramfs).
     stage.message("saving the installed root to the cache");
-    drop(entry_lock);
-    let _entry_lock = fsutil::lock_file(&roots.join(format!("{key}.lock")), true)?;
-    fs::create_dir_all(&roots)?;
-    // Under the exclusive lock, leftovers of killed writers can go.
-    for e in fs::read_dir(&roots)? {
-        let e = e?;
-        if e.file_name()
-            .to_string_lossy()
-            .starts_with(&format!("{}{key}.", fsutil::TMP_PREFIX))
-        {
-            fsutil::remove_tree(&e.path())?;
-        }
+    for d in BUILD_HOST_DIRS {
+        crate::stage::customize::empty_dir(&root.join(d))?;
     }
-    let tmp = roots.join(format!(
-        "{}{key}.{}",
-        fsutil::TMP_PREFIX,
-        std::process::id()
-    ));
-    fs::create_dir_all(&tmp)?;
-    copy_tree_exact(&root, &tmp.join("root"))?;
-    fs::write(tmp.join("lock.toml"), installed_lock.to_toml()?)?;
-    fs::write(tmp.join("complete"), key.as_bytes())?;
-    fsutil::remove_tree(&entry)?;
-    fs::rename(&tmp, &entry)
-        .with_context(|| format!("renaming {} into the cache", tmp.display()))?;
+    let repo = objects::open_or_create(&store)?;
+    let commit = objects::commit_tree(
+        &repo,
+        &root,
+        None,
+        &objects::CommitSpec {
+            ref_: &root_ref(&key),
+            subject: "installed root",
+            metadata: &[("atomicbuild.install-key", key.as_str())],
+            timestamp: 0,
+        },
+    )
+    .context("saving the installed root")?;
+    if ctx.use_cache {
+        let tmp = ctx.workdir.join("install-entry");
+        fs::create_dir_all(&tmp)?;
+        fs::write(tmp.join("commit"), &commit)?;
+        fs::write(tmp.join("lock.toml"), installed_lock.to_toml()?)?;
+        cache.put(
+            "install",
+            &key,
+            &[
+                ("commit", &tmp.join("commit")),
+                ("lock.toml", &tmp.join("lock.toml")),
+            ],
+        )?;
+        fsutil::remove_tree(&tmp)?;
+    }
+    stage.message("checking out the installed root");
+    fsutil::remove_tree(&root)?;
+    let devino = objects::checkout_linked(&repo, &commit, &root)?;
     stage.finish("");
     Ok(Installed {
         lock: installed_lock,
         root,
         cache_hit: false,
         key,
+        devino: Some(devino),
     })
 }
+
+/// Directories whose contents belong to the build host, never the image.
+pub const BUILD_HOST_DIRS: &[&str] = &["dev", "proc", "sys", "run", "tmp"];
 
 /// From apt's "Version 'V' for 'P' was not found", the `P=V` it names.
 fn missing_pinned_version(err: &str) -> Option<String> {
@@ -259,20 +292,6 @@ fn write_hook(dir: &Path, name: &str, body: &str) -> Result<PathBuf> {
     fs::write(&p, body)?;
     fs::set_permissions(&p, fs::Permissions::from_mode(0o755))?;
     Ok(p)
-}
-
-/// Copy a root tree exactly (owners, modes, hard links, xattrs, times).
-pub fn copy_tree_exact(src: &Path, dst: &Path) -> Result<()> {
-    if dst.exists() {
-        fsutil::remove_tree(dst)?;
-    }
-    Cmd::new("cp")
-        .args(["-a", "--reflink=auto"])
-        .arg(src)
-        .arg(dst)
-        .run()
-        .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
-    Ok(())
 }
 
 /// Installed packages as `(name, version, architecture)`, sorted by name.

@@ -34,4 +34,13 @@ impl Ctx<'_> {
     pub fn root(&self) -> PathBuf {
         self.workdir.join("root")
     }
+
+    /// The OSTree repository commits go to: the shared object store in the
+    /// cache, or with the cache off a private one in the work directory.
+    pub fn object_store(&self) -> PathBuf {
+        match self.use_cache {
+            true => self.cache_dir.join("repo"),
+            false => self.workdir.join("repo"),
+        }
+    }
 }

@@ -172,7 +172,7 @@ pub fn run(ctx: &Ctx) -> Result<Shaped> {
 
     let tf = root.join(VAR_TMPFILES);
     fs::create_dir_all(tf.parent().expect("has parent"))?;
-    fs::write(&tf, &tmpfiles)?;
+    fsutil::replace_file(&tf, &tmpfiles)?;
     let var_entries = tmpfiles.lines().filter(|l| !l.starts_with('#')).count();
     check_special_files(&root)?;
     stage.finish(&format!(

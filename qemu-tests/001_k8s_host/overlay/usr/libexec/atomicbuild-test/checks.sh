@@ -27,6 +27,7 @@ say hostname hostname
 say firmware bash -c '[ -d /sys/firmware/efi ] && echo uefi || echo bios'
 say boot-mount findmnt -n -o SOURCE,FSTYPE /boot
 say hostkeys bash -c 'ls /etc/ssh/ssh_host_*_key | wc -l'
+say ipv4 bash -c "ip -4 -o addr show scope global | awk '{print \$4}'"
 echo "ABCHECK-END"
 sleep 1
 systemctl poweroff
