@@ -65,13 +65,11 @@ fn main() -> Result<()> {
         }
     }
     write_image(&raw, format, &opts, &dest)?;
-    let ext = match outer {
-        OuterCompression::None => return Ok(()),
-        OuterCompression::Xz => "xz",
-        OuterCompression::Zstd => "zst",
-    };
+    if outer == OuterCompression::None {
+        return Ok(());
+    }
     let mut packed = dest.clone().into_os_string();
-    packed.push(format!(".{ext}"));
+    packed.push(outer.suffix());
     compress_file(
         &dest,
         outer,

@@ -54,6 +54,20 @@ pub enum DiskFormat {
     Ova,
 }
 
+impl DiskFormat {
+    /// The usual file name extension (without the dot).
+    pub fn extension(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+            DiskFormat::VmdkStream | DiskFormat::VmdkSparse => "vmdk",
+            DiskFormat::Vdi => "vdi",
+            DiskFormat::VhdFixed | DiskFormat::VhdDynamic => "vhd",
+            DiskFormat::Ova => "ova",
+        }
+    }
+}
+
 /// How qcow2 clusters are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Qcow2Compression {
@@ -97,7 +111,7 @@ pub struct WriteOptions {
     /// Cluster compression of [`DiskFormat::Qcow2`].
     pub qcow2_compression: Qcow2Compression,
     /// Compression level of qcow2 clusters and VMDK grains (deflate 0-9,
-    /// zstd 1-22); `None` picks a fast default (deflate 5, zstd 3).
+    /// zstd 1-22); `None` picks deflate 6 or zstd 3.
     pub level: Option<i32>,
     /// Compression threads; 0 means one per available core. Output does not
     /// depend on it.
