@@ -14,8 +14,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use atomicbuild::formats::{
-    compress_file, write_image, DiskFormat, OuterCompression, OvaOptions, Qcow2Compression,
-    WriteOptions,
+    compress_file, write_image, write_image_with_progress, DiskFormat, OuterCompression,
+    OvaOptions, Qcow2Compression, WriteOptions,
 };
 use sha2::{Digest, Sha256};
 
@@ -200,7 +200,22 @@ fn write_case(c: &Case, dir: &Path, threads: usize) -> PathBuf {
         qcow2_compression: c.compression,
         ..opts(threads)
     };
-    write_image(raw_image(), c.format, &o, &dest).unwrap();
+    let mut last = (0, 0);
+    write_image_with_progress(raw_image(), c.format, &o, &dest, &mut |done, total| {
+        assert!(
+            done >= last.0 && done <= total,
+            "{}: progress {done}/{total}",
+            c.name
+        );
+        last = (done, total);
+    })
+    .unwrap();
+    assert_eq!(
+        last,
+        (RAW_SIZE, RAW_SIZE),
+        "{}: progress did not finish",
+        c.name
+    );
     dest
 }
 

@@ -155,6 +155,8 @@ pub fn write_image_with_progress(
         threads: thread_count(opts.threads),
     };
     let name = file_name(dest);
+    // Writers report block ends; the last block may reach past the image.
+    let progress = &mut |done: u64, total: u64| progress(done.min(total), total);
     match format {
         DiskFormat::Ova => ova::write(&ctx, dest, progress),
         _ => write_atomic(dest, |f| match format {
