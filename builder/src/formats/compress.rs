@@ -55,8 +55,8 @@ pub(super) enum Encoder {
 impl Encoder {
     pub fn new(codec: Codec) -> Result<Encoder> {
         Ok(match codec {
-            // Raw deflate (negative window bits); memLevel 9 as QEMU uses:
-            // larger hash tables, slightly smaller output.
+            // Negative window bits: raw deflate. zlib-rs's default memLevel
+            // (8) came out no larger than QEMU's 9 on real file systems.
             Codec::Deflate4k(l) => Encoder::flate(l, -12),
             Codec::Zlib(l) => Encoder::flate(l, 15),
             Codec::Zstd(l) => {
@@ -69,7 +69,6 @@ impl Encoder {
         Encoder::Flate(Box::new(Deflate::new_with_config(DeflateConfig {
             level: level as i32,
             window_bits,
-            mem_level: 9,
             ..DeflateConfig::default()
         })))
     }
