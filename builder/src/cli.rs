@@ -60,6 +60,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR", env = "ATOMICBUILD_CACHE_DIR", global = true)]
         cache_dir: Option<PathBuf>,
     },
+    /// Write a raw disk image in another format with the native writers
+    /// (what `[[output]]` does during a build).
+    Convert(ConvertArgs),
     /// Boot a disk image in QEMU with the serial console on this terminal.
     ///
     /// Uses KVM when /dev/kvm really works, software emulation (TCG) otherwise.
@@ -116,6 +119,41 @@ pub struct BuildArgs {
     pub no_cache: bool,
 }
 
+/// Options of `convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The raw disk image to read.
+    #[arg(short, long, value_name = "FILE")]
+    pub image: PathBuf,
+
+    /// Output format.
+    #[arg(short, long, value_enum)]
+    pub format: crate::manifest::Format,
+
+    /// qcow2: cluster compression (zstd or deflate); other formats: an
+    /// outer xz or zstd stream.
+    #[arg(short, long, value_enum, default_value = "none")]
+    pub compression: crate::manifest::Compression,
+
+    /// Compression level (default: the compressor's own).
+    #[arg(long)]
+    pub level: Option<u32>,
+
+    /// Compression threads (default: one per core; the output does not
+    /// depend on it).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+
+    /// 64 hex digits that derive the file's UUIDs [default: from the
+    /// image's contents].
+    #[arg(long, value_name = "HEX")]
+    pub seed: Option<String>,
+
+    /// The file to write (appears only when complete).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
 /// Firmware to boot with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Firmware {
@@ -128,7 +166,7 @@ pub enum Firmware {
 /// Options of `boot`.
 #[derive(Debug, Args)]
 pub struct BootArgs {
-    /// The raw disk image to boot.
+    /// The disk image to boot (raw, or qcow2/vmdk/vdi/vhd by extension).
     #[arg(short, long, value_name = "FILE")]
     pub image: PathBuf,
 

@@ -361,8 +361,14 @@ mod tests {
         let dst = d.path().join("dst");
         copy_sparse(&src, &dst).unwrap();
         assert_eq!(fs::read(&src).unwrap(), fs::read(&dst).unwrap());
-        assert_eq!(fs::metadata(&dst).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(allocated_bytes(&dst).unwrap() < 4 << 20, "holes were filled");
+        assert_eq!(
+            fs::metadata(&dst).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(
+            allocated_bytes(&dst).unwrap() < 4 << 20,
+            "holes were filled"
+        );
         let ranges = data_ranges(&fs::File::open(&dst).unwrap(), 64 << 20).unwrap();
         assert!(ranges.len() >= 2 && ranges[0].0 >= 4 << 20, "{ranges:?}");
         // The hole-skipping checksum equals a plain one over every byte.

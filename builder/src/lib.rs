@@ -42,9 +42,8 @@ pub fn run(cli: cli::Cli) -> Result<()> {
                 m.base.release,
                 m.packages.len(),
                 m.users.len(),
-                m.outputs
-                    .iter()
-                    .map(|f| format!("{f:?}").to_lowercase())
+                std::iter::once("raw".to_string())
+                    .chain(m.outputs.iter().map(|o| o.label()))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -88,7 +87,62 @@ pub fn run(cli: cli::Cli) -> Result<()> {
                 }
             }
         }
+        Some(cli::Command::Convert(a)) => convert(&a)?,
         Some(cli::Command::Boot(args)) => qemu::boot_interactive(&args)?,
     }
+    Ok(())
+}
+
+/// `atomicbuild convert`.
+fn convert(a: &cli::ConvertArgs) -> Result<()> {
+    use anyhow::Context;
+    use manifest::{Compression as C, Format as F};
+    match (a.format, a.compression) {
+        (F::Qcow2, C::Xz) => {
+            anyhow::bail!("qcow2 compresses its clusters: use --compression zstd or deflate")
+        }
+        (F::Ova | F::Raw, c) if c != C::None => {
+            anyhow::bail!("{:?} cannot be compressed", a.format)
+        }
+        (f, C::Deflate) if f != F::Qcow2 => {
+            anyhow::bail!("deflate is for qcow2 only; use xz or zstd")
+        }
+        _ => {}
+    }
+    let seed = match &a.seed {
+        Some(h) => {
+            let mut s = [0u8; 32];
+            hex::decode_to_slice(h, &mut s).context("--seed takes 64 hex digits")?;
+            Some(s)
+        }
+        None => None,
+    };
+    let o = manifest::Output {
+        format: a.format,
+        compression: a.compression,
+        level: a.level,
+        cpus: 2,
+        memory_mib: 2048,
+    };
+    let id = stage::formats::Identity {
+        name: a
+            .image
+            .file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy().into_owned()),
+        seed,
+        timestamp: std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        threads: a.threads,
+    };
+    let t = std::time::Instant::now();
+    stage::formats::write_one(&a.image, &o, &id, &a.output, &mut |_| {})?;
+    eprintln!(
+        "wrote {} ({}) in {:.1}s",
+        a.output.display(),
+        o.label(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -65,6 +65,8 @@ pub fn inputs_key(
     let mut h = crate::cache::KeyHasher::new();
     h.put(BUILD_RECIPE)
         .put(env!("CARGO_PKG_VERSION"))
+        // Any other build of atomicbuild may write different bytes.
+        .put(own_executable_hash())
         .put(&m.sha256)
         .put(epoch.to_string());
     if let Some(l) = lock {
@@ -76,6 +78,14 @@ pub fn inputs_key(
     }
     h.put(tools);
     Ok(h.finish())
+}
+
+/// sha256 of the running atomicbuild executable ("" if unreadable).
+fn own_executable_hash() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| output::sha256_file(&p).ok())
+        .unwrap_or_default()
 }
 
 /// The versions of the host tools whose output ends up in the image.
@@ -95,7 +105,7 @@ pub fn tool_versions() -> String {
 }
 
 /// Bump when the way a disk is written changes.
-const DISK_RECIPE: &str = "disk-v2";
+const DISK_RECIPE: &str = "disk-v3";
 
 /// The cache key of a disk image: the commit and everything else the disk
 /// stage reads.
@@ -140,6 +150,14 @@ fn up_to_date(out_dir: &Path, stem: &str, key: &str) -> Option<Built> {
         || !out_dir.join("SHA256SUMS").is_file()
     {
         return None;
+    }
+    for a in meta["artifacts"].as_array()? {
+        let size = std::fs::metadata(out_dir.join(a["file"].as_str()?))
+            .ok()?
+            .len();
+        if Some(size) != a["size"].as_u64() {
+            return None;
+        }
     }
     Some(Built {
         raw,
@@ -315,8 +333,14 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
         disks.put_linked("disk", &dkey, &[("image.raw", &raw_tmp, &raw_sum)])?;
     }
     fsutil::commit_tmp(&raw_tmp, &raw_final)?;
+    let finish_d = stage_out.finish("");
+    t.add("finish", finish_d, false);
+    let mut artifacts = vec![raw_artifact.clone()];
+    artifacts.extend(t.time("formats", || {
+        stage::formats::run(&ctx, &raw_final, &out_dir)
+    })?);
     let meta_final = out_dir.join(format!("{}.json", m.stem()));
-    let mut meta = Metadata {
+    let meta = Metadata {
         name: m.name.clone(),
         version: m.version.clone(),
         inputs_key: key.clone(),
@@ -347,26 +371,22 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
             })
             .collect(),
         disk: layout,
-        artifacts: vec![raw_artifact.clone()],
+        artifacts: artifacts.clone(),
         stages: t.0.clone(),
     };
-    let finish_d = stage_out.finish("");
-    meta.stages.push(StageTime {
-        name: "finish".into(),
-        seconds: (finish_d.as_secs_f64() * 10.0).round() / 10.0,
-        cached: false,
-    });
     let json = serde_json::to_vec_pretty(&meta)?;
     fsutil::write_atomic(&meta_final, &json)?;
     let meta_sum = output::sha256_file(&meta_final)?;
     let lock_final = out_dir.join(format!("{}.lock", m.stem()));
     fsutil::write_atomic(&lock_final, installed.lock.to_toml()?.as_bytes())?;
     let lock_sum = output::sha256_file(&lock_final)?;
-    let sums = output::sha256sums(&[
-        (raw_sum, raw_artifact.file.clone()),
-        (meta_sum, file_name(&meta_final)),
-        (lock_sum, file_name(&lock_final)),
-    ]);
+    let mut sums: Vec<(String, String)> = artifacts
+        .iter()
+        .map(|a| (a.sha256.clone(), a.file.clone()))
+        .collect();
+    sums.push((meta_sum, file_name(&meta_final)));
+    sums.push((lock_sum, file_name(&lock_final)));
+    let sums = output::sha256sums(&sums);
     fsutil::write_atomic(&out_dir.join("SHA256SUMS"), sums.as_bytes())?;
 
     cleanup

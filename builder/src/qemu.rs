@@ -135,7 +135,11 @@ impl Vm {
                     vars.display()
                 ));
         }
-        let mut drive = format!("file={},format=raw,if=virtio", self.image.display());
+        let mut drive = format!(
+            "file={},format={},if=virtio",
+            self.image.display(),
+            image_format(&self.image)
+        );
         if self.snapshot {
             drive.push_str(",snapshot=on");
         }
@@ -208,4 +212,16 @@ fn check_image(p: &Path) -> Result<()> {
         anyhow::bail!("{} is {len} bytes; that is not a disk image", p.display());
     }
     Ok(())
+}
+
+/// QEMU's name for the format of `image`, from its extension (raw unless
+/// it is one of the formats atomicbuild writes).
+pub fn image_format(image: &std::path::Path) -> &'static str {
+    match image.extension().and_then(|e| e.to_str()) {
+        Some("qcow2") => "qcow2",
+        Some("vmdk") => "vmdk",
+        Some("vdi") => "vdi",
+        Some("vhd") => "vpc",
+        _ => "raw",
+    }
 }

@@ -138,6 +138,30 @@ pub fn verify(manifest_path: &Path, lock: &Path, output: &Path) -> Result<()> {
             d.start, d.end
         ));
     }
+    // Every other artifact (qcow2, VMDK, ...) by its recorded checksum.
+    let sums = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["artifacts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| {
+                        (
+                            x["file"].as_str().unwrap_or("").to_string(),
+                            x["sha256"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let rebuilt = sums(&again);
+    for (file, sum) in sums(&meta).iter().skip(1) {
+        match rebuilt.iter().find(|(f, _)| f == file) {
+            Some((_, s)) if s == sum => {}
+            Some(_) => problems.push(format!("{file} differs")),
+            None => problems.push(format!("{file} was not rebuilt")),
+        }
+    }
     if problems.is_empty() {
         println!(
             "identical: commit {commit} and {} reproduce bit for bit",

@@ -322,3 +322,49 @@ fn shipped_manifests_validate() {
         );
     }
 }
+
+#[test]
+fn output_compression_that_does_not_fit_the_format() {
+    let t = format!(
+        "{}\n[[output]]\nformat = \"qcow2\"\ncompression = \"xz\"\n\n[[output]]\nformat = \"vdi\"\ncompression = \"deflate\"\n\n[[output]]\nformat = \"ova\"\ncompression = \"zstd\"\n",
+        good()
+    );
+    rejects(
+        &t,
+        &[
+            "output[0].compression",
+            "qcow2 compresses its clusters itself",
+            "output[1].compression",
+            "\"deflate\" is for qcow2 clusters",
+            "output[2].compression",
+            "an OVA is read as it is",
+        ],
+    );
+}
+
+#[test]
+fn output_level_cpus_memory_and_duplicates() {
+    let t = format!(
+        "{}\n[[output]]\nformat = \"vhd\"\ncompression = \"xz\"\nlevel = 12\n\n[[output]]\nformat = \"qcow2\"\ncpus = 4\n\n[[output]]\nformat = \"ova\"\nmemory = \"100MiB\"\n\n[[output]]\nformat = \"vhd\"\ncompression = \"xz\"\n",
+        good()
+    );
+    rejects(
+        &t,
+        &[
+            "output[0].level",
+            "level 12 is out of range for xz: use 0 to 9",
+            "output[1].cpus",
+            "only apply to format = \"ova\"",
+            "output[2].memory",
+            "at least \"256MiB\"",
+            "output[3].format",
+            "output[0] already writes NAME-VERSION.vhd.xz",
+        ],
+    );
+}
+
+#[test]
+fn unknown_output_format_lists_the_known_ones() {
+    let t = format!("{}\n[[output]]\nformat = \"tarball\"\n", good());
+    rejects(&t, &["output[0].format", "tarball", "qcow2", "vhd-dynamic"]);
+}

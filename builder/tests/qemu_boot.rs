@@ -468,6 +468,7 @@ fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
             "SHA256SUMS".to_string(),
             format!("{stem}.json"),
             format!("{stem}.lock"),
+            format!("{stem}.qcow2"),
             format!("{stem}.raw")
         ]
     );
@@ -536,16 +537,19 @@ fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
         .any(|p| p["name"] == "etcd-server"));
     eprintln!("stage times: {}", meta["stages"]);
 
+    // UEFI boots the raw image, BIOS the qcow2 the native writer made from
+    // it (both as throw-away snapshots), so one boot each checks both.
     let raw = out.join(format!("{stem}.raw"));
-    let bios_img = tmp.path().join("bios.raw");
-    let cp = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&raw)
+    let bios_img = out.join(format!("{stem}.qcow2"));
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
         .arg(&bios_img)
-        .status()
+        .output()
         .unwrap();
-    assert!(cp.success());
-
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["format"], "qcow2");
+    assert_eq!(info["format-specific"]["data"]["compression-type"], "zstd");
+    assert_eq!(info["virtual-size"], m.disk.size);
     let mut handles = Vec::new();
     for (fw, img) in [(Firmware::Uefi, raw.clone()), (Firmware::Bios, bios_img)] {
         let scratch = tmp.path().join(format!("vm-{fw:?}"));

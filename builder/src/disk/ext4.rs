@@ -29,7 +29,7 @@ const MKE2FS_CONF: &str = "[defaults]
 
 /// Write an ext4 filesystem with the contents of `dir` into `part` of `image`.
 pub fn write(image: &Path, part: &Part, dir: &Path, epoch: u64) -> Result<()> {
-    pin_symlink_times(dir)?;
+    pin_file_times(dir)?;
     let conf = image.with_extension("mke2fs.conf");
     std::fs::write(&conf, MKE2FS_CONF)?;
     let r = mke2fs(image, part, dir, epoch, &conf);
@@ -37,15 +37,18 @@ pub fn write(image: &Path, part: &Part, dir: &Path, epoch: u64) -> Result<()> {
     r
 }
 
-/// mke2fs clamps times newer than SOURCE_DATE_EPOCH but keeps older ones.
-/// OSTree gives regular files mtime 0 but leaves a symlink with the time its
-/// object was written, which for a cached object is some earlier build's:
-/// pin every symlink to 0 too. (A symlink's times are not part of its
-/// OSTree checksum, so changing them on a shared object is harmless.)
-fn pin_symlink_times(dir: &Path) -> Result<()> {
+/// mke2fs clamps times newer than SOURCE_DATE_EPOCH but keeps older ones,
+/// and a file linked from the cache's object store carries the time some
+/// earlier build wrote it (OSTree pins content objects to 0, but not
+/// symlinks or its own metadata objects). So every non-directory gets time
+/// 0, the value OSTree already gives content objects: every build agrees on
+/// it, even builds sharing objects at the same time. Directories are new in
+/// every build and are clamped to SOURCE_DATE_EPOCH by mke2fs.
+fn pin_file_times(dir: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
     crate::stage::shape::walk_sorted(dir, &mut |p, md| {
-        if md.file_type().is_symlink() {
+        if !md.is_dir() && (md.mtime() != 0 || md.atime() != 0) {
             let c = std::ffi::CString::new(p.as_os_str().as_bytes())?;
             let t = [libc::timespec {
                 tv_sec: 0,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use locate::line_col;
-pub use raw::{Distro, Format};
+pub use raw::{Compression, Distro, Format};
 
 /// A validated manifest with every default filled in.
 #[derive(Debug, Clone, Serialize)]
@@ -47,8 +47,8 @@ pub struct Manifest {
     pub disk: DiskSpec,
     /// OSTree naming.
     pub ostree: OstreeSpec,
-    /// Image formats to write.
-    pub outputs: Vec<Format>,
+    /// Image formats to write besides the raw image.
+    pub outputs: Vec<Output>,
 }
 
 /// Package source.
@@ -118,6 +118,56 @@ pub struct DiskSpec {
     pub esp_size: u64,
     /// /boot partition.
     pub boot_size: u64,
+}
+
+/// One image file to write from the raw image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Output {
+    /// The format.
+    pub format: Format,
+    /// Its compression.
+    pub compression: Compression,
+    /// Compression level (`None`: the compressor's default).
+    pub level: Option<u32>,
+    /// OVA: virtual CPUs.
+    pub cpus: u32,
+    /// OVA: memory in MiB.
+    pub memory_mib: u64,
+}
+
+impl Output {
+    /// The file name this output gets for an image `stem`.
+    pub fn file_name(&self, stem: &str) -> String {
+        let ext = match self.format {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+            Format::Vmdk => "vmdk",
+            Format::VmdkSparse => "sparse.vmdk",
+            Format::Vdi => "vdi",
+            Format::Vhd => "vhd",
+            Format::VhdDynamic => "dynamic.vhd",
+            Format::Ova => "ova",
+        };
+        let outer = match (self.format, self.compression) {
+            (Format::Qcow2, _) => "",
+            (_, Compression::Xz) => ".xz",
+            (_, Compression::Zstd) => ".zst",
+            _ => "",
+        };
+        format!("{stem}.{ext}{outer}")
+    }
+
+    /// A short name such as `qcow2+zstd`.
+    pub fn label(&self) -> String {
+        let f = serde_json::to_value(self.format)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        match self.compression {
+            Compression::None => f,
+            c => format!("{f}+{}", format!("{c:?}").to_lowercase()),
+        }
+    }
 }
 
 /// OSTree ref and OS name.

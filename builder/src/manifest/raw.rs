@@ -129,17 +129,49 @@ pub struct RawOstree {
 }
 
 /// One image format to write.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
 pub enum Format {
-    /// A raw disk image (GPT, BIOS + UEFI bootable).
+    /// A raw disk image (GPT, BIOS + UEFI bootable); always written.
     Raw,
+    /// qcow2 v3 (QEMU, OpenStack).
+    Qcow2,
+    /// VMDK streamOptimized (VMware, VirtualBox).
+    Vmdk,
+    /// VMDK monolithicSparse (VMware Workstation/Fusion, hosted).
+    VmdkSparse,
+    /// VirtualBox's dynamic VDI.
+    Vdi,
+    /// Fixed VHD, size rounded up to a whole MiB (Azure, AWS import).
+    Vhd,
+    /// Dynamic VHD (Hyper-V).
+    VhdDynamic,
+    /// OVF 1.0 appliance: descriptor + streamOptimized VMDK + manifest.
+    Ova,
+}
+
+/// How an output is compressed.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Not compressed.
+    None,
+    /// An outer `.xz` (not for qcow2 or OVA).
+    Xz,
+    /// qcow2: zstd clusters; other formats: an outer `.zst`.
+    Zstd,
+    /// qcow2 only: deflate clusters (what `qemu-img convert -c` writes).
+    Deflate,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutput {
     pub format: Format,
+    pub compression: Option<Compression>,
+    pub level: Option<i64>,
+    pub cpus: Option<i64>,
+    pub memory: Option<Size>,
 }
 
 /// A byte size written as an integer or as a string like `"512MiB"`.

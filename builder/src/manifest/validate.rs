@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::raw::{Distro, RawManifest};
-use super::{Base, DiskSpec, Manifest, OstreeSpec, Repo, Units, User};
+use super::{Base, DiskSpec, Manifest, OstreeSpec, Output, Repo, Units, User};
 
 const MIB: u64 = 1 << 20;
 /// Minimum root filesystem the layout leaves room for.
@@ -153,20 +153,7 @@ impl<'a> Validator<'a> {
         let disk = self.check_disk(disk);
         let ostree = self.check_ostree(ostree);
 
-        let mut outputs = Vec::new();
-        for (i, o) in output.iter().enumerate() {
-            if outputs.contains(&o.format) {
-                self.bad(
-                    format!("output[{i}].format"),
-                    format!("format \"{:?}\" is listed twice; remove one", o.format).to_lowercase(),
-                );
-            } else {
-                outputs.push(o.format);
-            }
-        }
-        if outputs.is_empty() {
-            outputs.push(super::Format::Raw);
-        }
+        let outputs = self.check_outputs(&output);
 
         if !self.problems.is_empty() {
             return None;
@@ -403,6 +390,86 @@ impl<'a> Validator<'a> {
             });
         }
         out
+    }
+
+    fn check_outputs(&mut self, output: &[super::raw::RawOutput]) -> Vec<Output> {
+        use super::{Compression as C, Format as F};
+        let mut outputs: Vec<Output> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        for (i, o) in output.iter().enumerate() {
+            let f = |k: &str| format!("output[{i}].{k}");
+            let compression = o.compression.unwrap_or(C::None);
+            match (o.format, compression) {
+                (F::Qcow2, C::Xz) => self.bad(f("compression"), "qcow2 compresses its clusters itself: use \"zstd\" (smaller, QEMU >= 5.1) or \"deflate\" (every reader)"),
+                (F::Ova, c) if c != C::None => self.bad(f("compression"), "an OVA is read as it is by VirtualBox and VMware (its disk is already compressed); remove compression"),
+                (F::Raw, c) if c != C::None => self.bad(f("compression"), "the raw image is kept uncompressed (it is what the other formats are made from); add another output, e.g. format = \"vhd\" with compression = \"xz\""),
+                (ff, C::Deflate) if ff != F::Qcow2 => self.bad(f("compression"), "\"deflate\" is for qcow2 clusters; use \"xz\" or \"zstd\" for other formats"),
+                _ => {}
+            }
+            let level = match (o.level, compression) {
+                (None, _) => None,
+                (Some(_), C::None) => {
+                    self.bad(
+                        f("level"),
+                        "a level needs a compression; set compression or remove level",
+                    );
+                    None
+                }
+                (Some(l), c) => {
+                    let (lo, hi) = match c {
+                        C::Xz => (0, 9),
+                        C::Deflate => (1, 9),
+                        _ => (1, 19),
+                    };
+                    if l < lo || l > hi {
+                        self.bad(
+                            f("level"),
+                            format!(
+                                "level {l} is out of range for {}: use {lo} to {hi}",
+                                format!("{c:?}").to_lowercase()
+                            ),
+                        );
+                    }
+                    Some(l.clamp(0, 22) as u32)
+                }
+            };
+            if o.format != F::Ova && (o.cpus.is_some() || o.memory.is_some()) {
+                let k = if o.cpus.is_some() { "cpus" } else { "memory" };
+                self.bad(f(k), "cpus and memory describe the virtual machine of an OVA; they only apply to format = \"ova\"");
+            }
+            let cpus = o.cpus.unwrap_or(2);
+            if !(1..=64).contains(&cpus) {
+                self.bad(f("cpus"), format!("{cpus} CPUs: use 1 to 64"));
+            }
+            let memory_mib = o.memory.map_or(2048, |m| m.0 >> 20);
+            if o.memory
+                .is_some_and(|m| m.0 % (1 << 20) != 0 || m.0 < 256 << 20)
+            {
+                self.bad(
+                    f("memory"),
+                    "memory must be a whole number of MiB, at least \"256MiB\" (e.g. \"2GiB\")",
+                );
+            }
+            let out = Output {
+                format: o.format,
+                compression,
+                level,
+                cpus: cpus.clamp(1, 64) as u32,
+                memory_mib,
+            };
+            let name = out.file_name("NAME-VERSION");
+            if let Some(j) = seen.iter().position(|x| *x == name) {
+                self.bad(
+                    f("format"),
+                    format!("output[{j}] already writes {name}; remove one"),
+                );
+            }
+            seen.push(name);
+            if o.format != F::Raw {
+                outputs.push(out);
+            }
+        }
+        outputs
     }
 
     fn check_disk(&mut self, d: super::raw::RawDisk) -> Option<DiskSpec> {

@@ -4,6 +4,7 @@
 pub mod commit;
 pub mod customize;
 pub mod deploy;
+pub mod formats;
 pub mod initramfs;
 pub mod install;
 pub mod shape;
