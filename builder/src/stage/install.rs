@@ -20,7 +20,14 @@ use crate::manifest::{Distro, Manifest};
 use crate::objects;
 
 /// Bump when the way a root is installed changes (invalidates cached roots).
-const INSTALL_RECIPE: &str = "debian-install-v2";
+const INSTALL_RECIPE: &str = "debian-install-v3"; // v3: fixed INSTALL_EPOCH
+
+/// SOURCE_DATE_EPOCH for package installation (2024-01-01T00:00:00Z): an
+/// installed root is cached and shared by builds with different epochs, so
+/// what maintainer scripts derive from it (shadow's last-change dates, file
+/// times) must not follow the build's epoch. The image's own times (commit,
+/// file systems) still do.
+pub const INSTALL_EPOCH: u64 = 1_704_067_200;
 
 /// Runs inside the root after the essential packages are in: divert the
 /// kernel's initramfs hooks to stubs that do nothing (dracut's own postinst
@@ -192,7 +199,7 @@ pub fn run(ctx: &Ctx, lock: Option<&Lock>) -> Result<Installed> {
         .arg(&m.base.release)
         .arg(&root)
         .args(sources(m))
-        .env("SOURCE_DATE_EPOCH", ctx.source_date_epoch.to_string());
+        .env("SOURCE_DATE_EPOCH", INSTALL_EPOCH.to_string());
     if let Err(e) = cmd.run_streaming(|l| stage.message(l)) {
         if let Some(pkg) = missing_pinned_version(&e.to_string()) {
             bail!("the lock no longer resolves: the mirror does not have {pkg} any more; build once without --lock to write a new lock ({e})");
