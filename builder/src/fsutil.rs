@@ -142,6 +142,29 @@ pub fn replace_file(p: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
     fs::write(p, contents).with_context(|| format!("writing {}", p.display()))
 }
 
+/// Replace the tree `dir` by an exact copy of itself (owners, modes, xattrs,
+/// times and its own hard links kept), so that none of its files shares an
+/// inode with anything outside it any more.
+pub fn unshare_tree(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let name = dir
+        .file_name()
+        .context("unshare_tree needs a named directory")?
+        .to_string_lossy();
+    let copy = dir.with_file_name(format!("{TMP_PREFIX}{name}"));
+    remove_tree(&copy)?;
+    crate::cmd::Cmd::new("cp")
+        .args(["-a", "--no-target-directory"])
+        .arg(dir)
+        .arg(&copy)
+        .run()
+        .with_context(|| format!("copying {}", dir.display()))?;
+    remove_tree(dir)?;
+    fs::rename(&copy, dir).with_context(|| format!("renaming {}", copy.display()))
+}
+
 /// Copy the tree `src` onto `dst` (merging into existing directories). Files
 /// keep their permission bits and become root-owned; symlinks are copied as
 /// links. Entries are visited in sorted order.

@@ -31,6 +31,13 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
             root.display()
         );
     }
+    // Tools run in the root below (useradd's backups, lastlog) write into
+    // existing files; in the hard-linked checkout those are the cache's
+    // objects. Give /etc and /var private copies first.
+    stage.message("unsharing /etc and /var from the cache");
+    for d in ["etc", "var"] {
+        fsutil::unshare_tree(&root.join(d))?;
+    }
     stage.message("cleaning build-host leftovers");
     for d in super::install::BUILD_HOST_DIRS {
         empty_dir(&root.join(d))?;

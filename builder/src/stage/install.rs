@@ -20,7 +20,7 @@ use crate::manifest::{Distro, Manifest};
 use crate::objects;
 
 /// Bump when the way a root is installed changes (invalidates cached roots).
-const INSTALL_RECIPE: &str = "debian-install-v3"; // v3: fixed INSTALL_EPOCH
+const INSTALL_RECIPE: &str = "debian-install-v4"; // v4: fixed INSTALL_EPOCH, no apt indexes
 
 /// SOURCE_DATE_EPOCH for package installation (2024-01-01T00:00:00Z): an
 /// installed root is cached and shared by builds with different epochs, so
@@ -220,6 +220,10 @@ pub fn run(ctx: &Ctx, lock: Option<&Lock>) -> Result<Installed> {
     // copies mtimes into the initramfs).
     stage.message("saving the installed root to the cache");
     for d in BUILD_HOST_DIRS {
+        crate::stage::customize::empty_dir(&root.join(d))?;
+    }
+    // Package indexes: needed by apt only, which never runs again here.
+    for d in ["var/lib/apt/lists", "var/cache/apt"] {
         crate::stage::customize::empty_dir(&root.join(d))?;
     }
     let repo = objects::open_or_create(&store)?;
