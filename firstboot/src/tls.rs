@@ -54,6 +54,46 @@ pub fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<()> {
     Ok(())
 }
 
+fn roots(ca_pem: &[u8]) -> Result<Arc<RootCertStore>> {
+    let mut roots = RootCertStore::empty();
+    for c in parse_certs(ca_pem)? {
+        roots
+            .add(c)
+            .context("the CA certificate cannot be used as a trust anchor")?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// Check that the first certificate in `cert_pem` (followed by its
+/// intermediates) is valid under `ca_pem` as a TLS server for `host` (an IP
+/// address or DNS name), the way a client will check it.
+pub fn verify_server_cert(ca_pem: &[u8], cert_pem: &[u8], host: &str) -> Result<()> {
+    let chain = parse_certs(cert_pem)?;
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots(ca_pem)?, provider())
+            .build()
+            .context("cannot build a verifier from the CA")?;
+    let name = ServerName::try_from(host.to_string()).context("invalid host name")?;
+    verifier
+        .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
+        .map_err(|e| anyhow::anyhow!("not valid as a TLS server for {host} under the CA: {e}"))?;
+    Ok(())
+}
+
+/// Check that the first certificate in `cert_pem` is valid under `ca_pem`
+/// as a TLS client certificate.
+pub fn verify_client_cert(ca_pem: &[u8], cert_pem: &[u8]) -> Result<()> {
+    let chain = parse_certs(cert_pem)?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider())
+            .build()
+            .context("cannot build a verifier from the CA")?;
+    verifier
+        .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+        .map_err(|e| anyhow::anyhow!("not valid as a TLS client certificate under the CA: {e}"))?;
+    Ok(())
+}
+
 /// A client configuration that trusts exactly `ca` and, given an identity,
 /// authenticates with that certificate chain and key.
 pub fn client_config(

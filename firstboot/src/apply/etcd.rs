@@ -173,7 +173,9 @@ pub fn cluster_client(e: &Etcd, pki: &Pki) -> Result<Client> {
 pub fn preflight(e: &Etcd, pki: &Pki, retry: &Retry) -> Result<()> {
     if let EtcdMode::Join { .. } = e.mode {
         let c = cluster_client(e, pki)?;
-        let members = retry.run("etcd member list", |dl| c.member_list(dl))?;
+        let members = retry
+            .run("etcd member list", |dl| c.member_list(dl))
+            .context("cannot list the cluster's members through etcd.endpoints")?;
         crate::log(&format!(
             "etcd: the cluster has {} member(s)",
             members.len()
@@ -266,7 +268,15 @@ fn join(e: &Etcd, pki: &Pki, l: &Layout, sm: &dyn ServiceManager, retry: &Retry)
         (None, false) => {}
     }
     prepare(pki, l)?;
-    let (me, members) = retry.run("etcd member add", |dl| c.add_learner(&mine, dl))?;
+    // etcd 3.4 derives a new member's ID from its peer URLs and the current
+    // second: re-adding within the second after a removal (a rollback) gets
+    // the removed ID, which etcd refuses as "member not found". Retry then.
+    let (me, members) = retry.run("etcd member add", |dl| match c.add_learner(&mine, dl) {
+        Err(Attempt::Permanent(e)) if etcd_message(&e) == Some("etcdserver: member not found") => {
+            Err(Attempt::Transient(e))
+        }
+        r => r,
+    })?;
     crate::log(&format!("etcd: added as learner {:x}", me.id));
     let rest = (|| {
         let cluster = initial_cluster(e, &me, &members)?;

@@ -140,6 +140,18 @@ fn check_pki(e: &crate::config::Etcd, p: &etcd::Pki) -> Result<(), StepError> {
         crate::tls::parse_certs(c).in_step("preflight", &cm.field)?;
         crate::tls::check_pair(c, k).in_step("preflight", &km.field)?;
     }
+    // Each certificate must be what etcd and its peers will accept.
+    let tls = crate::tls::verify_client_cert;
+    tls(&p.ca, &p.client_cert).in_step("preflight", &e.client_cert.field)?;
+    tls(&p.ca, &p.peer_cert).in_step("preflight", &e.peer_cert.field)?;
+    for u in &e.client_urls {
+        crate::tls::verify_server_cert(&p.ca, &p.server_cert, &u.host)
+            .in_step("preflight", &e.server_cert.field)?;
+    }
+    for u in &e.peer_urls {
+        crate::tls::verify_server_cert(&p.ca, &p.peer_cert, &u.host)
+            .in_step("preflight", &e.peer_cert.field)?;
+    }
     Ok(())
 }
 

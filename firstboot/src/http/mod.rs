@@ -4,7 +4,6 @@
 //! the caller's deadline. Enough for metadata services, etcd's JSON gateway
 //! and file downloads; nothing more.
 
-use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -15,112 +14,17 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use crate::retry::{remaining, Attempt};
 
-/// An `http://` or `https://` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    /// `https://`?
-    pub https: bool,
-    /// Host name or IP address (IPv6 without brackets).
-    pub host: String,
-    /// Port (the scheme's default when not written).
-    pub port: u16,
-    /// Path and query, starting with `/`.
-    pub path: String,
-}
+mod body;
+mod url;
 
-impl Url {
-    /// Parse `scheme://host[:port][/path]`. User info and fragments are refused.
-    pub fn parse(s: &str) -> Result<Url, String> {
-        let (https, rest) = if let Some(r) = s.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = s.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err("must start with http:// or https://".into());
-        };
-        if s.contains('#') || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("must not contain spaces or a #fragment".into());
-        }
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
-            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-            None => (rest, "/".to_string()),
-        };
-        if authority.contains('@') {
-            return Err("must not contain user info (user@host)".into());
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let end = v6.find(']').ok_or("unclosed [ in the host")?;
-            (&v6[..end], v6[end + 1..].strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() {
-            return Err("has no host".into());
-        }
-        let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or("has an invalid port")?,
-            None if https => 443,
-            None => 80,
-        };
-        Ok(Url {
-            https,
-            host: host.to_string(),
-            port,
-            path,
-        })
-    }
-
-    /// `host:port` (IPv6 in brackets).
-    pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-
-    /// This URL's scheme and authority with another path.
-    pub fn with_path(&self, path: &str) -> Url {
-        let base = self
-            .path
-            .split('?')
-            .next()
-            .unwrap_or("")
-            .trim_end_matches('/');
-        Url {
-            path: format!("{base}{path}"),
-            ..self.clone()
-        }
-    }
-
-    /// The URL without its query string (which may carry credentials).
-    pub fn redacted(&self) -> String {
-        let path = self.path.split('?').next().unwrap_or("/");
-        let scheme = if self.https { "https" } else { "http" };
-        format!("{scheme}://{}{path}", self.authority())
-    }
-}
-
-impl fmt::Display for Url {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.https { "https" } else { "http" };
-        write!(f, "{scheme}://{}{}", self.authority(), self.path)
-    }
-}
+use body::{Chunked, Exact};
+pub use url::Url;
 
 /// What went wrong with a request.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// No TCP connection could be made (refused, unreachable, timed out).
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}")]
     Connect {
         /// `host:port`
         addr: String,
@@ -137,7 +41,7 @@ pub enum HttpError {
         reason: String,
     },
     /// The connection broke or timed out after it was made.
-    #[error("I/O with {addr}: {source}")]
+    #[error("I/O with {addr}")]
     Io {
         /// `host:port`
         addr: String,
@@ -430,141 +334,5 @@ fn read_response(
             body,
             addr: addr.to_string(),
         });
-    }
-}
-
-/// A Content-Length body: ending early is an error, not a short file.
-struct Exact<R> {
-    inner: io::Take<R>,
-    left: u64,
-}
-
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && self.left > 0 && !buf.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("body ended {} bytes early", self.left),
-            ));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-/// Decodes `Transfer-Encoding: chunked`, discarding extensions and trailers.
-pub struct Chunked<R> {
-    inner: R,
-    left: u64,
-    done: bool,
-}
-
-impl<R: BufRead> Chunked<R> {
-    /// Decode chunks read from `inner`.
-    pub fn new(inner: R) -> Self {
-        Chunked {
-            inner,
-            left: 0,
-            done: false,
-        }
-    }
-
-    fn line(&mut self) -> io::Result<String> {
-        let mut buf = Vec::new();
-        (&mut self.inner).take(4096).read_until(b'\n', &mut buf)?;
-        if !buf.ends_with(b"\n") {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "truncated chunk framing",
-            ));
-        }
-        Ok(String::from_utf8_lossy(&buf).trim().to_string())
-    }
-}
-
-impl<R: BufRead> Read for Chunked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.done || buf.is_empty() {
-            return Ok(0);
-        }
-        if self.left == 0 {
-            let line = self.line()?;
-            let size = line.split(';').next().unwrap_or("").trim();
-            self.left = u64::from_str_radix(size, 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-            if self.left == 0 {
-                while !self.line()?.is_empty() {} // trailers
-                self.done = true;
-                return Ok(0);
-            }
-        }
-        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed inside a chunk",
-            ));
-        }
-        self.left -= n as u64;
-        if self.left == 0 && !self.line()?.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "chunk not followed by CRLF",
-            ));
-        }
-        Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_urls() {
-        let u = Url::parse("https://10.0.0.1:2379").unwrap();
-        assert_eq!(
-            (u.https, u.host.as_str(), u.port, u.path.as_str()),
-            (true, "10.0.0.1", 2379, "/")
-        );
-        let u = Url::parse("http://169.254.169.254/latest/user-data").unwrap();
-        assert_eq!((u.port, u.path.as_str()), (80, "/latest/user-data"));
-        let u = Url::parse("https://[fd00::1]:6443/x?y=1").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("fd00::1", 6443));
-        assert_eq!(u.authority(), "[fd00::1]:6443");
-        assert_eq!(u.redacted(), "https://[fd00::1]:6443/x");
-        let u = Url::parse("http://h?x").unwrap();
-        assert_eq!(u.path, "/?x");
-        assert_eq!(
-            Url::parse("http://127.0.0.1:1/base/")
-                .unwrap()
-                .with_path("/a")
-                .path,
-            "/base/a"
-        );
-        for bad in [
-            "ftp://x",
-            "http://",
-            "http://u:p@h/",
-            "http://h:99999",
-            "http://h:0",
-            "http://h/a b",
-            "https://h/#f",
-        ] {
-            assert!(Url::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn decodes_chunked_bodies_with_trailers() {
-        let raw = b"4\r\nWiki\r\n7;ext=1\r\npedia i\r\n0\r\nGrpc-Trailer: x\r\n\r\n";
-        let mut out = String::new();
-        Chunked::new(&raw[..]).read_to_string(&mut out).unwrap();
-        assert_eq!(out, "Wikipedia i");
-        let mut out = Vec::new();
-        assert!(Chunked::new(&b"5\r\nab"[..]).read_to_end(&mut out).is_err());
-        assert!(Chunked::new(&b"zz\r\n"[..]).read_to_end(&mut out).is_err());
     }
 }
