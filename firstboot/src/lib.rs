@@ -201,7 +201,9 @@ fn run_agent(a: &RunArgs) -> Result<(), StepError> {
     let cfg = match config::parse_bytes(&bytes, &source) {
         Ok(c) => c,
         Err(e) => {
-            log(&e.to_string());
+            for line in e.to_string().lines() {
+                log(line);
+            }
             return Err(config_failure(&e));
         }
     };

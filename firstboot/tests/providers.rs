@@ -300,3 +300,61 @@ fn retries_against_an_unreachable_port_are_bounded() {
     assert!(format!("{e:#}").contains("after 3 attempts"), "{e:#}");
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn qemu_and_config_drive_through_the_binary() {
+    let d = tempfile::tempdir().unwrap();
+    let fw = d.path().join("fw_cfg");
+    write(&fw.join("by_name/opt/org.atomicbuild/config/raw"), CONFIG);
+    let drive = d.path().join("config-2");
+    write(
+        &drive.join("openstack/latest/user_data"),
+        &CONFIG.replace("from-provider", "from-drive"),
+    );
+    for (platform, flag, dir, host) in [
+        ("qemu", "--fw-cfg-dir", &fw, "from-provider"),
+        ("openstack", "--config-drive-dir", &drive, "from-drive"),
+    ] {
+        let root = d.path().join(format!("root-{platform}"));
+        let out = run_agent(&[
+            "run",
+            "--platform",
+            platform,
+            flag,
+            &dir.to_string_lossy(),
+            "--root",
+            &root.to_string_lossy(),
+            "--service-manager",
+            "direct",
+            "--cmdline",
+            "/dev/null",
+        ]);
+        assert!(out.status.success(), "{platform}: {}", common::stderr(&out));
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+            format!("{host}\n")
+        );
+        assert!(root.join("var/lib/atomic-firstboot/done").exists());
+    }
+    // A qemu guest without the fw_cfg entry fails within the device wait.
+    let start = Instant::now();
+    let out = run_agent(&[
+        "run",
+        "--platform",
+        "qemu",
+        "--fw-cfg-dir",
+        &d.path().join("empty").to_string_lossy(),
+        "--root",
+        &d.path().join("root-none").to_string_lossy(),
+        "--device-wait-secs",
+        "1",
+        "--cmdline",
+        "/dev/null",
+    ]);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let err = common::stderr(&out);
+    assert!(
+        err.starts_with("atomic-firstboot: step fetch failed (field user-data): no fw_cfg entry"),
+        "{err}"
+    );
+}
