@@ -251,3 +251,34 @@ fn the_ca_can_come_from_the_tls_handshake_if_pinned() {
     );
     assert!(!root.join("etc").exists());
 }
+
+#[test]
+fn a_ca_file_may_come_from_a_files_entry() {
+    let d = tempfile::tempdir().unwrap();
+    let ca = ca(d.path(), "k8s-ca", Alg::Ec);
+    let root = d.path().join("root");
+    let cfg = format!(
+        "{}ca_file = \"/etc/pki/k8s-ca.pem\"\n[[files]]\npath = \"/etc/pki/k8s-ca.pem\"\ncontents = \"\"\"\n{}\"\"\"\n",
+        config("https://10.0.0.1:6443", &openssl_pin(&ca.crt), None),
+        ca.crt_pem()
+    );
+    let (ok, _, err) = apply(d.path(), &root, &cfg);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/kubernetes/pki/ca.crt")).unwrap(),
+        ca.crt_pem()
+    );
+    // The same with a wrong pin is refused in preflight, before the file is written.
+    let other = common::ca(d.path(), "other", Alg::Ec);
+    let root = d.path().join("root2");
+    let (ok, _, err) = apply(
+        d.path(),
+        &root,
+        &cfg.replace(&openssl_pin(&ca.crt), &openssl_pin(&other.crt)),
+    );
+    assert!(
+        !ok && err.contains("step preflight failed (field kubelet.ca_cert_hash)"),
+        "{err}"
+    );
+    assert!(!root.join("etc/pki/k8s-ca.pem").exists());
+}
