@@ -143,7 +143,12 @@ fn stage_invalidation(manifest: &Path, tmp: &Path, work: &Path, commit: &str, ra
     );
     // One overlay file: the installed root and the initramfs are reused;
     // the commit and the disk are new.
-    std::fs::write(dir.join("overlay/etc/atomicbuild-variant"), "changed\n").unwrap();
+    // Contents unique to this run: a change no earlier run has cached.
+    std::fs::write(
+        dir.join("overlay/etc/atomicbuild-variant"),
+        format!("changed in {}\n", dir.display()),
+    )
+    .unwrap();
     let m = build_variant(manifest, &dir, work, |t| t.to_string());
     for s in ["install", "initramfs"] {
         assert_eq!(
