@@ -285,9 +285,9 @@ pub fn tree_size(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-/// The byte ranges of `f` (of length `len`) that hold data, in order; the
-/// rest are holes. Falls back to one range over everything where the file
-/// system cannot tell.
+/// The byte ranges `[start, end)` of `f` (of length `len`) that may hold
+/// data, in order; the rest are holes. Falls back to one range over
+/// everything where the file system cannot report holes.
 pub fn data_ranges(f: &fs::File, len: u64) -> Result<Vec<(u64, u64)>> {
     use std::os::fd::AsRawFd;
     let fd = f.as_raw_fd();
@@ -298,20 +298,22 @@ pub fn data_ranges(f: &fs::File, len: u64) -> Result<Vec<(u64, u64)>> {
         let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
         if data < 0 {
             let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENXIO) {
-                break; // only a hole remains
+            match e.raw_os_error() {
+                Some(libc::ENXIO) => break, // only a hole remains
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => return Ok(vec![(0, len)]),
+                _ => return Err(e).context("seeking data"),
             }
-            return Ok(vec![(0, len)]);
         }
         // SAFETY: as above.
         let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        let end = if hole < 0 {
-            len
-        } else {
-            (hole as u64).min(len)
-        };
-        out.push((data as u64, end));
-        pos = end;
+        if hole < 0 {
+            return Err(std::io::Error::last_os_error()).context("seeking holes");
+        }
+        let (start, end) = (data as u64, (hole as u64).min(len));
+        if end > start {
+            out.push((start, end));
+        }
+        pos = end.max(start + 1);
     }
     Ok(out)
 }

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
@@ -47,38 +46,8 @@ impl RawImage {
     /// Byte ranges `[start, end)` that may hold data, in order. Falls back to
     /// the whole file where the file system cannot report holes.
     fn data_extents(&self) -> Result<Vec<(u64, u64)>> {
-        let fd = self.file.as_raw_fd();
-        let mut out = Vec::new();
-        let mut pos: u64 = 0;
-        while pos < self.size {
-            // SAFETY: lseek on a file descriptor we own; no memory involved.
-            let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
-            if data < 0 {
-                let err = std::io::Error::last_os_error();
-                match err.raw_os_error() {
-                    Some(libc::ENXIO) => break, // only a hole remains
-                    Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
-                        return Ok(vec![(0, self.size)]);
-                    }
-                    _ => {
-                        return Err(err)
-                            .with_context(|| format!("seeking data in {}", self.path.display()))
-                    }
-                }
-            }
-            // SAFETY: as above.
-            let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-            if hole < 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("seeking holes in {}", self.path.display()));
-            }
-            let (start, end) = (data as u64, (hole as u64).min(self.size));
-            if end > start {
-                out.push((start, end));
-            }
-            pos = end.max(start + 1);
-        }
-        Ok(out)
+        crate::fsutil::data_ranges(&self.file, self.size)
+            .with_context(|| format!("finding the data in {}", self.path.display()))
     }
 
     /// Indices of `block`-sized blocks that overlap data, as merged ranges.
