@@ -1,6 +1,8 @@
 //! Initramfs stage: find the one installed kernel, build its initramfs once
-//! with `dracut --no-hostonly --add ostree --reproducible` inside the root,
-//! and put kernel and initramfs where OSTree expects them
+//! with `dracut --no-hostonly --add ostree --reproducible --no-compress`
+//! inside the root, compress it here with multithreaded zstd (dracut's
+//! default, single-threaded `gzip -9`, took 56 of its 63 seconds), and put
+//! kernel and initramfs where OSTree expects them
 //! (`/usr/lib/modules/K/{vmlinuz,initramfs.img}`).
 
 use std::fs;
@@ -12,7 +14,12 @@ use super::Ctx;
 use crate::cmd::Cmd;
 
 /// Bump when the way the initramfs is made changes.
-const INITRAMFS_RECIPE: &str = "dracut-v2"; // v2: runs on an OSTree checkout (mtimes 0)
+/// v2: runs on an OSTree checkout (mtimes 0); v3: zstd-compressed here.
+const INITRAMFS_RECIPE: &str = "dracut-v3";
+
+/// zstd level of the initramfs: level 3 is smaller than dracut's `gzip -9`
+/// (37.6 vs 39.3 MB for the default image) and takes under a second.
+const INITRAMFS_ZSTD_LEVEL: i32 = 3;
 
 /// Configuration that shapes the initramfs besides the installed packages:
 /// dracut's and modprobe's drop-ins, wherever they came from (packages or
@@ -165,6 +172,7 @@ fn build(
             "--add",
             "ostree",
             "--reproducible",
+            "--no-compress",
             "--force",
             "--kver",
             version,
@@ -174,7 +182,80 @@ fn build(
     .env("SOURCE_DATE_EPOCH", ctx.source_date_epoch.to_string())
     .run_streaming(|l| stage.message(l))
     .context("building the initramfs with dracut")?;
-    Ok(())
+    let img = root.join(target.trim_start_matches('/'));
+    stage.message("compressing the initramfs with zstd");
+    compress_initramfs(&img).with_context(|| format!("compressing {}", img.display()))
+}
+
+/// The length of a leading uncompressed early archive (dracut's early
+/// microcode cpio, recognised by its `early_cpio` member) including the zero
+/// padding after it, or 0. The kernel reads such an archive uncompressed and
+/// then the compressed one after it, so it must stay as it is.
+fn early_cpio_len(data: &[u8]) -> usize {
+    fn hex(field: &[u8]) -> Option<usize> {
+        usize::from_str_radix(std::str::from_utf8(field).ok()?, 16).ok()
+    }
+    let align4 = |n: usize| (n + 3) & !3;
+    let mut pos = 0;
+    let mut early = false;
+    loop {
+        let Some(h) = data.get(pos..pos + 110) else {
+            return 0;
+        };
+        if &h[..6] != b"070701" {
+            return 0;
+        }
+        let (Some(filesize), Some(namesize)) = (hex(&h[54..62]), hex(&h[94..102])) else {
+            return 0;
+        };
+        let Some(name) = data.get(pos + 110..pos + 110 + namesize) else {
+            return 0;
+        };
+        let name = name.strip_suffix(b"\0").unwrap_or(name);
+        early |= name == b"early_cpio";
+        pos = align4(align4(pos + 110 + namesize) + filesize);
+        if name == b"TRAILER!!!" {
+            break;
+        }
+    }
+    if !early {
+        return 0;
+    }
+    pos.min(data.len())
+        + data[pos.min(data.len())..]
+            .iter()
+            .take_while(|b| **b == 0)
+            .count()
+}
+
+/// Replace the uncompressed initramfs at `img` by its zstd-compressed form
+/// (an early cpio stays in front, uncompressed). Multithreaded zstd gives
+/// the same bytes for any number of workers ≥ 1, so the result does not
+/// depend on the machine.
+fn compress_initramfs(img: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let data = fs::read(img)?;
+    let early = early_cpio_len(&data);
+    let tmp = crate::fsutil::tmp_name(img);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(&data[..early])?;
+    let mut enc = zstd::stream::Encoder::new(&mut f, INITRAMFS_ZSTD_LEVEL)?;
+    enc.multithread(zstd_workers())?;
+    enc.include_checksum(true)?;
+    enc.write_all(&data[early..])?;
+    enc.finish()?;
+    drop(f);
+    fs::rename(&tmp, img).with_context(|| format!("renaming {}", tmp.display()))
+}
+
+fn zstd_workers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 /// /boot belongs to the boot partition; the tree carries nothing there.
@@ -193,6 +274,88 @@ fn clean_boot(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One newc cpio member.
+    fn member(name: &str, body: &[u8]) -> Vec<u8> {
+        let mut v =
+            format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            1, 0o100644, 0, 0, 1, 0, body.len(), 0, 0, 0, 0, name.len() + 1, 0
+        )
+            .into_bytes();
+        v.extend_from_slice(name.as_bytes());
+        v.push(0);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v.extend_from_slice(body);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    #[test]
+    fn early_cpio_is_found_with_its_padding() {
+        let mut early = member("early_cpio", b"1\n");
+        early.extend(member("kernel/x86/microcode/GenuineIntel.bin", b"ucode"));
+        early.extend(member("TRAILER!!!", b""));
+        let early_len = early.len();
+        let mut img = early.clone();
+        img.extend([0u8; 512]);
+        let main = member("init", b"#!/bin/sh\n");
+        img.extend(&main);
+        assert_eq!(early_cpio_len(&img), early_len + 512);
+        // An archive without the marker is the main one: compress it all.
+        assert_eq!(early_cpio_len(&main), 0);
+        // Garbage or truncation: no early archive.
+        assert_eq!(early_cpio_len(b"\x1f\x8b\x08"), 0);
+        assert_eq!(early_cpio_len(&early[..early_len - 10]), 0);
+    }
+
+    #[test]
+    fn compressed_initramfs_round_trips_and_does_not_depend_on_workers() {
+        let d = tempfile::tempdir().unwrap();
+        let mut early = member("early_cpio", b"1\n");
+        early.extend(member("TRAILER!!!", b""));
+        let mut img = early.clone();
+        let main: Vec<u8> = (1..=3_000_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        img.extend(&main);
+        let p = d.path().join("initramfs.img");
+        fs::write(&p, &img).unwrap();
+        compress_initramfs(&p).unwrap();
+        let out = fs::read(&p).unwrap();
+        assert_eq!(&out[..early.len()], &early[..]);
+        assert_eq!(
+            &out[early.len()..early.len() + 4],
+            &[0x28, 0xb5, 0x2f, 0xfd]
+        );
+        assert_eq!(zstd::decode_all(&out[early.len()..]).unwrap(), main);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // The same bytes with one worker as with several.
+        let many = {
+            let mut e = zstd::stream::Encoder::new(Vec::new(), INITRAMFS_ZSTD_LEVEL).unwrap();
+            e.multithread(4).unwrap();
+            e.include_checksum(true).unwrap();
+            std::io::Write::write_all(&mut e, &main).unwrap();
+            e.finish().unwrap()
+        };
+        let one = {
+            let mut e = zstd::stream::Encoder::new(Vec::new(), INITRAMFS_ZSTD_LEVEL).unwrap();
+            e.multithread(1).unwrap();
+            e.include_checksum(true).unwrap();
+            std::io::Write::write_all(&mut e, &main).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(one, many);
+        assert_eq!(&out[early.len()..], &one[..]);
+    }
 
     fn tree() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
