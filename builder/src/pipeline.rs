@@ -67,6 +67,13 @@ pub fn inputs_key(
         .put(env!("CARGO_PKG_VERSION"))
         // Any other build of atomicbuild may write different bytes.
         .put(own_executable_hash())
+        // The first-boot agent is part of every image.
+        .put(
+            stage::agent::binary()
+                .ok()
+                .and_then(|p| output::sha256_file(&p).ok())
+                .unwrap_or_default(),
+        )
         .put(&m.sha256)
         .put(epoch.to_string());
     if let Some(l) = lock {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use locate::line_col;
-pub use raw::{Compression, Distro, Format};
+pub use raw::{Compression, Distro, Format, Platform};
 
 /// A validated manifest with every default filled in.
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +49,8 @@ pub struct Manifest {
     pub ostree: OstreeSpec,
     /// Image formats to write besides the raw image.
     pub outputs: Vec<Output>,
+    /// First-boot agent settings.
+    pub firstboot: Firstboot,
 }
 
 /// Package source.
@@ -118,6 +120,40 @@ pub struct DiskSpec {
     pub esp_size: u64,
     /// /boot partition.
     pub boot_size: u64,
+}
+
+/// How the image's first-boot agent finds its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Firstboot {
+    /// The platform the image is built for.
+    pub platform: Platform,
+    /// AWS: allow the IMDSv1 fallback.
+    pub aws_imdsv1: bool,
+    /// file: label of the partition holding the config.
+    pub config_label: Option<String>,
+    /// file: path of the config (on that partition or the root).
+    pub config_path: Option<String>,
+}
+
+impl Firstboot {
+    /// The kernel arguments that tell the agent where to look.
+    pub fn kernel_args(&self) -> Vec<String> {
+        let p = serde_json::to_value(self.platform)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let mut v = vec![format!("atomic.platform={p}")];
+        if self.aws_imdsv1 {
+            v.push("atomic.aws-imdsv1=1".into());
+        }
+        if let Some(l) = &self.config_label {
+            v.push(format!("atomic.config-label={l}"));
+        }
+        if let Some(c) = &self.config_path {
+            v.push(format!("atomic.config-path={c}"));
+        }
+        v
+    }
 }
 
 /// One image file to write from the raw image.

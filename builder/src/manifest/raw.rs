@@ -26,6 +26,32 @@ pub struct RawManifest {
     pub ostree: RawOstree,
     #[serde(default)]
     pub output: Vec<RawOutput>,
+    #[serde(default)]
+    pub firstboot: RawFirstboot,
+}
+
+/// Where the first-boot agent finds its configuration.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// QEMU's fw_cfg entry `opt/org.atomicbuild/config`.
+    #[default]
+    Qemu,
+    /// OpenStack config drive, metadata service as fallback.
+    Openstack,
+    /// AWS instance metadata (IMDSv2).
+    Aws,
+    /// A file, optionally on a labelled partition.
+    File,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFirstboot {
+    pub platform: Option<Platform>,
+    pub aws_imdsv1: Option<bool>,
+    pub config_label: Option<String>,
+    pub config_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

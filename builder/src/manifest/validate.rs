@@ -45,6 +45,7 @@ impl<'a> Validator<'a> {
             disk,
             ostree,
             output,
+            firstboot,
         } = raw;
 
         if !is_name(&image.name) {
@@ -145,6 +146,13 @@ impl<'a> Validator<'a> {
                 .any(|p| a.starts_with(p))
             {
                 self.bad(&field, format!("\"{a}\" is set by atomicbuild itself (root, ostree and BOOT_IMAGE arguments come from the disk layout); remove it"));
+            } else if a.starts_with("atomic.") {
+                self.bad(
+                    &field,
+                    format!(
+                        "\"{a}\" is the first-boot agent's; set it through the [firstboot] table"
+                    ),
+                );
             }
         }
 
@@ -154,6 +162,7 @@ impl<'a> Validator<'a> {
         let ostree = self.check_ostree(ostree);
 
         let outputs = self.check_outputs(&output);
+        let firstboot = self.check_firstboot(firstboot);
 
         if !self.problems.is_empty() {
             return None;
@@ -173,6 +182,7 @@ impl<'a> Validator<'a> {
             disk: disk?,
             ostree,
             outputs,
+            firstboot,
         })
     }
 
@@ -390,6 +400,42 @@ impl<'a> Validator<'a> {
             });
         }
         out
+    }
+
+    fn check_firstboot(&mut self, f: super::raw::RawFirstboot) -> super::Firstboot {
+        use super::Platform as P;
+        let platform = f.platform.unwrap_or_default();
+        if f.aws_imdsv1.is_some() && platform != P::Aws {
+            self.bad(
+                "firstboot.aws_imdsv1",
+                "only the aws platform has IMDSv1; remove it or set platform = \"aws\"",
+            );
+        }
+        for (k, v) in [
+            ("config_label", &f.config_label),
+            ("config_path", &f.config_path),
+        ] {
+            let Some(v) = v else { continue };
+            if platform != P::File {
+                self.bad(format!("firstboot.{k}"), "only the file platform reads a config file; remove it or set platform = \"file\"");
+            } else if v.is_empty() || v.chars().any(|c| c.is_whitespace()) {
+                self.bad(
+                    format!("firstboot.{k}"),
+                    "must be non-empty and without spaces (it becomes a kernel argument)",
+                );
+            } else if k == "config_path" && !v.starts_with('/') {
+                self.bad(
+                    format!("firstboot.{k}"),
+                    format!("\"{v}\" is not an absolute path"),
+                );
+            }
+        }
+        super::Firstboot {
+            platform,
+            aws_imdsv1: f.aws_imdsv1.unwrap_or(false),
+            config_label: f.config_label,
+            config_path: f.config_path,
+        }
     }
 
     fn check_outputs(&mut self, output: &[super::raw::RawOutput]) -> Vec<Output> {

@@ -123,8 +123,12 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
     fs::create_dir_all(tf.parent().expect("has parent"))?;
     fsutil::replace_file(&tf, tmpfiles)?;
 
+    stage.message("first-boot agent");
+    super::agent::install(&root)?;
+    let mut enable = vec!["atomic-firstboot.service".to_string()];
+    enable.extend(m.units.enable.iter().cloned());
     for (verb, units) in [
-        ("enable", &m.units.enable),
+        ("enable", &enable),
         ("disable", &m.units.disable),
         ("mask", &m.units.mask),
     ] {

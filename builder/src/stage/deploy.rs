@@ -25,6 +25,7 @@ pub const BASE_KARGS: &[&str] = &[
 /// The kernel command line of the manifest's deployment.
 pub fn kargs(m: &crate::manifest::Manifest) -> Vec<String> {
     let mut k: Vec<String> = BASE_KARGS.iter().map(|s| s.to_string()).collect();
+    k.extend(m.firstboot.kernel_args());
     k.extend(m.kernel_args.iter().cloned());
     k
 }

@@ -1,6 +1,7 @@
 //! The build stages, one module each. Every stage takes typed inputs and
 //! returns a typed artifact; `pipeline::build` calls them in order.
 
+pub mod agent;
 pub mod commit;
 pub mod customize;
 pub mod deploy;
