@@ -185,4 +185,47 @@ pub struct BootArgs {
     /// Boot a throw-away copy-on-write snapshot instead of writing to the image.
     #[arg(long)]
     pub snapshot: bool,
+
+    /// User data for the image's first-boot agent (atomic-firstboot's TOML
+    /// config: hostname, users, files, etcd, kubelet), passed as the QEMU
+    /// fw_cfg entry opt/org.atomicbuild/config that images built for
+    /// `platform = "qemu"` read. Checked with `atomic-firstboot validate`
+    /// before booting. Without it the agent gets an empty config
+    /// (`version = 1`) and provisions nothing.
+    #[arg(long, value_name = "FILE")]
+    pub firstboot_config: Option<PathBuf>,
+
+    /// Forward a TCP port of 127.0.0.1 into the guest, e.g. `2222:22` to
+    /// reach its SSH server with `ssh -p 2222 core@127.0.0.1`. Repeatable.
+    #[arg(long, value_name = "HOST:GUEST", value_parser = parse_forward)]
+    pub forward: Vec<(u16, u16)>,
+}
+
+fn parse_forward(s: &str) -> Result<(u16, u16), String> {
+    let (h, g) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected HOST_PORT:GUEST_PORT, e.g. 2222:22"))?;
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{p:?} is not a port number (1-65535)"))
+    };
+    Ok((port(h)?, port(g)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_takes_two_ports() {
+        assert_eq!(parse_forward("2222:22"), Ok((2222, 22)));
+        assert!(parse_forward("2222")
+            .unwrap_err()
+            .contains("HOST_PORT:GUEST_PORT"));
+        assert!(parse_forward("0:22").unwrap_err().contains("not a port"));
+        assert!(parse_forward("2222:ssh").unwrap_err().contains("\"ssh\""));
+        assert!(parse_forward("70000:22").is_err());
+    }
 }

@@ -102,6 +102,9 @@ pub struct Vm {
     pub serial: Serial,
     /// Directory for the UEFI variable store copy.
     pub scratch: PathBuf,
+    /// TCP ports forwarded from 127.0.0.1 on this machine into the guest
+    /// (host port, guest port), through QEMU's user networking.
+    pub forward: Vec<(u16, u16)>,
     /// Extra QEMU arguments (e.g. -fw_cfg).
     pub extra: Vec<String>,
 }
@@ -144,12 +147,13 @@ impl Vm {
             drive.push_str(",snapshot=on");
         }
         c.arg("-drive").arg(drive);
-        c.args([
-            "-netdev",
-            "user,id=n0",
-            "-device",
-            "virtio-net-pci,netdev=n0",
-        ]);
+        let mut netdev = "user,id=n0".to_string();
+        for (host, guest) in &self.forward {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
+        c.arg("-netdev")
+            .arg(netdev)
+            .args(["-device", "virtio-net-pci,netdev=n0"]);
         c.args(["-device", "virtio-rng-pci"]);
         match &self.serial {
             Serial::Stdio => {
@@ -167,11 +171,58 @@ impl Vm {
     }
 }
 
+/// The fw_cfg entry atomic-firstboot reads on `atomic.platform=qemu`.
+pub const FIRSTBOOT_FW_CFG: &str = "opt/org.atomicbuild/config";
+
+/// QEMU arguments that hand `config` to the first-boot agent.
+pub fn firstboot_args(config: &Path) -> Vec<String> {
+    vec![
+        "-fw_cfg".into(),
+        format!("name={FIRSTBOOT_FW_CFG},file={}", config.display()),
+    ]
+}
+
+/// The config to pass to the agent: `given` after checking it with the
+/// agent's own validator, or an empty one written into `scratch`.
+fn firstboot_config(given: Option<&Path>, scratch: &Path) -> Result<PathBuf> {
+    let Some(p) = given else {
+        std::fs::create_dir_all(scratch)?;
+        let empty = scratch.join("firstboot-empty.toml");
+        std::fs::write(&empty, "version = 1\n")?;
+        eprintln!("no --firstboot-config: the first-boot agent gets an empty config and provisions nothing (etcd stays off until it has a configuration)");
+        return Ok(empty);
+    };
+    if !p.is_file() {
+        anyhow::bail!("--firstboot-config {}: no such file", p.display());
+    }
+    match crate::stage::agent::binary() {
+        Ok(agent) => {
+            let o = Command::new(&agent)
+                .arg("validate")
+                .arg("--config")
+                .arg(p)
+                .output()
+                .with_context(|| format!("running {} validate", agent.display()))?;
+            if !o.status.success() {
+                anyhow::bail!(
+                    "--firstboot-config {} is not a valid first-boot config:\n{}{}",
+                    p.display(),
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        }
+        Err(e) => eprintln!("warning: not checking {}: {e:#}", p.display()),
+    }
+    Ok(p.to_owned())
+}
+
 /// `atomicbuild boot`: run the image with the console on this terminal.
 pub fn boot_interactive(args: &crate::cli::BootArgs) -> Result<()> {
     crate::preflight::check_boot(args.firmware == Firmware::Uefi)?;
     check_image(&args.image)?;
     let scratch = std::env::temp_dir().join(format!("atomicbuild-boot-{}", std::process::id()));
+    let config = firstboot_config(args.firstboot_config.as_deref(), &scratch)?;
     let vm = Vm {
         image: args.image.clone(),
         firmware: args.firmware,
@@ -180,7 +231,8 @@ pub fn boot_interactive(args: &crate::cli::BootArgs) -> Result<()> {
         snapshot: args.snapshot,
         serial: Serial::Stdio,
         scratch: scratch.clone(),
-        extra: Vec::new(),
+        forward: args.forward.clone(),
+        extra: firstboot_args(&config),
     };
     let mut c = vm.command()?;
     eprintln!(
@@ -223,5 +275,55 @@ pub fn image_format(image: &std::path::Path) -> &'static str {
         Some("vdi") => "vdi",
         Some("vhd") => "vpc",
         _ => "raw",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_and_firstboot_config_reach_the_command_line() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("user-data.toml");
+        let vm = Vm {
+            image: d.path().join("x.qcow2"),
+            firmware: Firmware::Bios,
+            memory: 512,
+            cpus: 1,
+            snapshot: true,
+            serial: Serial::File(d.path().join("console")),
+            scratch: d.path().to_owned(),
+            forward: vec![(2222, 22), (12379, 2379)],
+            extra: firstboot_args(&cfg),
+        };
+        let c = vm.command().unwrap();
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let after = |flag: &str| {
+            let i = args.iter().position(|a| a == flag).unwrap();
+            args[i + 1].clone()
+        };
+        assert_eq!(
+            after("-netdev"),
+            "user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:12379-:2379"
+        );
+        assert_eq!(
+            after("-fw_cfg"),
+            format!("name=opt/org.atomicbuild/config,file={}", cfg.display())
+        );
+        assert!(after("-drive").contains("format=qcow2"));
+        assert!(after("-drive").ends_with(",snapshot=on"));
+    }
+
+    #[test]
+    fn an_empty_config_is_passed_when_none_is_given() {
+        let d = tempfile::tempdir().unwrap();
+        let p = firstboot_config(None, d.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(p).unwrap(), "version = 1\n");
+        let err = firstboot_config(Some(&d.path().join("missing.toml")), d.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("no such file"));
     }
 }

@@ -368,3 +368,37 @@ fn unknown_output_format_lists_the_known_ones() {
     let t = format!("{}\n[[output]]\nformat = \"tarball\"\n", good());
     rejects(&t, &["output[0].format", "tarball", "qcow2", "vhd-dynamic"]);
 }
+
+/// `boot --firstboot-config` checks the config with the agent's own
+/// validator before starting QEMU, and names the field and position.
+#[test]
+fn boot_refuses_an_invalid_firstboot_config() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("x.raw");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    let cfg = d.path().join("user-data.toml");
+    std::fs::write(&cfg, "version = 1\nhostname = \"Not_A_Host\"\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
+        .arg("boot")
+        .arg("--image")
+        .arg(&img)
+        .arg("--firstboot-config")
+        .arg(&cfg)
+        .env(
+            "ATOMICBUILD_FIRSTBOOT",
+            Path::new(env!("CARGO_BIN_EXE_atomicbuild")).with_file_name("atomic-firstboot"),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("not a valid first-boot config")
+            && err.contains(":2:")
+            && err.contains("hostname"),
+        "{err}"
+    );
+}

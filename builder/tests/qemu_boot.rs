@@ -6,8 +6,15 @@
 //! TCG otherwise; each boot is bounded and a hung boot fails with the
 //! console tail.
 //!
+//! Each boot gets a first-boot config by fw_cfg (see `firstboot_vm`): the
+//! UEFI guest joins an etcd that runs on this machine, the BIOS guest
+//! bootstraps its own; both get a hostname, a user with an SSH key and the
+//! kubelet's bootstrap files. etcd is then checked from this side.
+//!
 //! Needs root, network access to Debian's archive, and the packages
 //! `.ci/run` installs. One test function, so the image is built once.
+
+mod firstboot_vm;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -239,9 +246,19 @@ fn read_console(log: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
 }
 
-/// Boot `image` and return (the checks report, the console) once the
-/// checks finished. The guest writes its report to a second serial port.
-fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<(String, String), String> {
+/// Boot `image` with the first-boot `config` and the port `forward`s and
+/// return (the checks report, the console, what `outside` found) once the
+/// checks finished. The guest writes its report to a second serial port
+/// and then waits (its config asks it to hold) while `outside` checks it
+/// from this machine; then the VM is stopped.
+fn boot(
+    image: &Path,
+    firmware: Firmware,
+    scratch: &Path,
+    config: &Path,
+    forward: Vec<(u16, u16)>,
+    outside: impl FnOnce() -> Vec<String>,
+) -> Result<(String, String, Vec<String>), String> {
     let log = scratch.join("console.log");
     let report = scratch.join("checks.log");
     let vm = Vm {
@@ -252,7 +269,12 @@ fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<(String, Str
         snapshot: true,
         serial: Serial::File(log.clone()),
         scratch: scratch.to_owned(),
-        extra: vec!["-serial".into(), format!("file:{}", report.display())],
+        forward,
+        extra: [
+            vec!["-serial".into(), format!("file:{}", report.display())],
+            atomicbuild::qemu::firstboot_args(config),
+        ]
+        .concat(),
     };
     let mut child = vm
         .command()
@@ -264,20 +286,14 @@ fn boot(image: &Path, firmware: Firmware, scratch: &Path) -> Result<(String, Str
     let start = Instant::now();
     loop {
         if read_console(&report).contains("ABCHECK-END") {
-            // Let it power off by itself; bounded.
-            for _ in 0..60 {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
             eprintln!(
-                "[{firmware:?}] checks done after {:.0}s",
+                "[{firmware:?}] guest checks done after {:.0}s",
                 start.elapsed().as_secs_f64()
             );
-            return Ok((read_console(&report), read_console(&log)));
+            let found = outside();
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok((read_console(&report), read_console(&log), found));
         }
         if let Some(st) = child.try_wait().unwrap() {
             // The guest may have finished and powered off since the last read.
@@ -320,6 +336,7 @@ fn check_report(
     firmware: Firmware,
     m: &atomicbuild::manifest::Manifest,
     commit: &str,
+    guest: &firstboot_vm::Guest,
 ) -> Vec<String> {
     let mut bad = Vec::new();
     let mut expect = |ok: bool, what: &str, got: String| {
@@ -355,15 +372,47 @@ fn check_report(
     );
     let act = r.get("active").cloned().unwrap_or_default();
     expect(
-        act.len() == 4 && act.iter().all(|a| a == "active"),
-        "containerd, etcd, ssh and networkd should be active",
+        act.len() == 5 && act.iter().all(|a| a == "active"),
+        "atomic-firstboot, containerd, etcd, ssh and networkd should be active",
         act.join(","),
     );
-    let eh = one(r, "etcd-health");
+    let stamp = one(r, "firstboot-stamp");
     expect(
-        eh.contains("\"health\":\"true\""),
-        "etcd should answer /health with true",
-        eh,
+        stamp == "present",
+        &format!(
+            "atomic-firstboot should have finished (its log:\n{})",
+            one(r, "firstboot-log")
+        ),
+        stamp,
+    );
+    let ec = one(r, "etcd-conf");
+    let state = if guest.join { "existing" } else { "new" };
+    expect(
+        ec.lines()
+            .any(|l| l.starts_with("initial-cluster-state:") && l.contains(state))
+            && ec.contains(&format!(
+                "heartbeat-interval: {}",
+                firstboot_vm::HEARTBEAT_MS
+            )),
+        &format!("the agent should have configured etcd ({state} cluster, the config's timing)"),
+        ec,
+    );
+    let el = one(r, "etcd-listen");
+    expect(
+        // Go listens on 0.0.0.0 with a dual-stack socket: ss shows `*`.
+        ["2379", "2380"].iter().all(|p| {
+            el.lines()
+                .any(|l| l == format!("*:{p}") || l == format!("0.0.0.0:{p}"))
+        }),
+        "etcd should listen on all addresses (listen_*_urls)",
+        el,
+    );
+    let kc = one(r, "kubelet-conf");
+    expect(
+        kc.contains("/etc/kubernetes/bootstrap-kubelet.conf 600")
+            && kc.contains("/var/lib/kubelet/config.yaml"),
+        "the kubelet's bootstrap kubeconfig (0600) and config should be written",
+        kc,
     );
     let ctr = one(r, "containerd");
     expect(
@@ -376,7 +425,7 @@ fn check_report(
         .kernel_args
         .iter()
         .map(String::as_str)
-        .chain(["root=LABEL=root"])
+        .chain(["root=LABEL=root", "atomic.platform=qemu"])
     {
         expect(
             cmdline.split_whitespace().any(|w| w == a),
@@ -412,8 +461,26 @@ fn check_report(
         "authorized_keys should be owned by the user, mode 600",
         perm,
     );
+    let fb = one(r, "fb-passwd");
+    let u = firstboot_vm::FB_USER;
+    expect(
+        fb.starts_with(&format!("{u}:x:")) && fb.contains(&format!(":/home/{u}:")),
+        "the first-boot config's user should exist",
+        fb,
+    );
+    let fk = r.get("fb-authorized-keys").cloned().unwrap_or_default();
+    expect(
+        fk == [firstboot_vm::FB_KEY],
+        "the first-boot config's key should be authorized",
+        fk.join("\n"),
+    );
+    // The first-boot config's hostname wins over the image's.
     let hn = one(r, "hostname");
-    expect(hn == m.hostname, "hostname should be the manifest's", hn);
+    expect(
+        hn == guest.hostname() && hn != m.hostname,
+        "hostname should be the first-boot config's",
+        hn,
+    );
     let fw = one(r, "firmware");
     let want = if firmware == Firmware::Uefi {
         "uefi"
@@ -555,23 +622,52 @@ fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
     assert_eq!(info["format"], "qcow2");
     assert_eq!(info["format-specific"]["data"]["compression-type"], "zstd");
     assert_eq!(info["virtual-size"], m.disk.size);
+    // First boot: an etcd here for the UEFI guest to join; the BIOS guest
+    // bootstraps its own.
+    let pki = firstboot_vm::Pki::new(&tmp.path().join("pki"));
+    pki.issue("host", &["127.0.0.1", "10.0.2.2"]);
+    pki.issue("client", &[]);
+    let host_etcd = firstboot_vm::HostEtcd::start(&pki, tmp.path());
+    let host_port = host_etcd.client_port;
     let mut handles = Vec::new();
-    for (fw, img) in [(Firmware::Uefi, raw.clone()), (Firmware::Bios, bios_img)] {
+    for (fw, img, guest) in [
+        (
+            Firmware::Uefi,
+            raw.clone(),
+            firstboot_vm::Guest::new("uefi-joined", true),
+        ),
+        (
+            Firmware::Bios,
+            bios_img,
+            firstboot_vm::Guest::new("bios-bootstrap", false),
+        ),
+    ] {
         let scratch = tmp.path().join(format!("vm-{fw:?}"));
         std::fs::create_dir_all(&scratch).unwrap();
-        handles.push((fw, std::thread::spawn(move || boot(&img, fw, &scratch))));
+        let config = scratch.join("user-data.toml");
+        std::fs::write(&config, guest.config(&pki, host_port)).unwrap();
+        let pki = pki.clone();
+        handles.push(std::thread::spawn(move || {
+            let forward = guest.forward();
+            let r = boot(&img, fw, &scratch, &config, forward, || {
+                guest.check_from_host(&pki, Some(host_port))
+            });
+            (fw, guest, r)
+        }));
     }
     let mut failures = Vec::new();
-    for (fw, h) in handles {
-        match h.join().unwrap() {
+    for h in handles {
+        let (fw, guest, result) = h.join().unwrap();
+        match result {
             Err(e) => failures.push(format!("[{fw:?}] {e}")),
-            Ok((report, console)) => {
+            Ok((report, console, outside)) => {
                 let r = parse_report(&report);
                 eprintln!(
                     "[{fw:?}] boot to running: {}s (guest uptime)",
                     one(&r, "uptime")
                 );
-                let bad = check_report(&r, fw, &m, &commit);
+                let mut bad = check_report(&r, fw, &m, &commit, &guest);
+                bad.extend(outside);
                 if !bad.is_empty() {
                     failures.push(format!(
                         "[{fw:?}] {} check(s) failed:\n  {}\nconsole tail:\n{}",
@@ -583,6 +679,16 @@ fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
             }
         }
     }
+    if !failures.is_empty() {
+        eprintln!(
+            "host-side etcd log tail:\n{}",
+            tail(
+                &std::fs::read_to_string(&host_etcd.log).unwrap_or_default(),
+                30
+            )
+        );
+    }
+    drop(host_etcd);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 

@@ -70,6 +70,23 @@ pub fn origins(urls: &[Url]) -> Vec<String> {
         .collect()
 }
 
+/// The URLs this host reaches its own member at: the client listen URLs,
+/// with an all-addresses listener (`0.0.0.0`, `::`) reached over loopback.
+pub fn local_client_urls(e: &Etcd) -> Vec<Url> {
+    e.listen_client_urls
+        .iter()
+        .map(|u| {
+            let mut u = u.clone();
+            match u.host.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(ip)) if ip.is_unspecified() => u.host = "127.0.0.1".into(),
+                Ok(std::net::IpAddr::V6(ip)) if ip.is_unspecified() => u.host = "::1".into(),
+                _ => {}
+            }
+            u
+        })
+        .collect()
+}
+
 fn same_urls(a: &[String], b: &[String]) -> bool {
     let (mut a, mut b) = (a.to_vec(), b.to_vec());
     a.sort();
@@ -97,8 +114,14 @@ fn layout(e: &Etcd, root: &Path) -> Layout {
 /// etcd's YAML config. Paths are as seen from this host (under `--root`).
 fn render(e: &Etcd, l: &Layout, initial_cluster: &str, state: &str) -> String {
     let p = |f: &str| quote(&l.pki.join(f).to_string_lossy());
-    let peers = origins(&e.peer_urls).join(",");
-    let clients = origins(&e.client_urls).join(",");
+    let q = |urls: &[Url]| quote(&origins(urls).join(","));
+    let mut timing = String::new();
+    if let Some(ms) = e.heartbeat_interval_ms {
+        timing += &format!("heartbeat-interval: {ms}\n");
+    }
+    if let Some(ms) = e.election_timeout_ms {
+        timing += &format!("election-timeout: {ms}\n");
+    }
     let tls = |cert: &str, key: &str| {
         format!(
             "  cert-file: {}\n  key-file: {}\n  trusted-ca-file: {}\n  client-cert-auth: true\n",
@@ -109,21 +132,23 @@ fn render(e: &Etcd, l: &Layout, initial_cluster: &str, state: &str) -> String {
     };
     format!(
         "# Written by atomic-firstboot.\nname: {}\ndata-dir: {}\n\
-         listen-peer-urls: {peers_q}\ninitial-advertise-peer-urls: {peers_q}\n\
-         listen-client-urls: {clients_q}\nadvertise-client-urls: {clients_q}\n\
-         initial-cluster: {}\ninitial-cluster-state: {}\ninitial-cluster-token: {}\n\
+         listen-peer-urls: {}\ninitial-advertise-peer-urls: {}\n\
+         listen-client-urls: {}\nadvertise-client-urls: {}\n\
+         initial-cluster: {}\ninitial-cluster-state: {}\ninitial-cluster-token: {}\n{timing}\
          enable-grpc-gateway: true\nlogger: \"zap\"\nlog-outputs: {}\n\
          client-transport-security:\n{}peer-transport-security:\n{}",
         quote(&e.name),
         quote(&l.data.to_string_lossy()),
+        q(&e.listen_peer_urls),
+        q(&e.peer_urls),
+        q(&e.listen_client_urls),
+        q(&e.client_urls),
         quote(initial_cluster),
         quote(state),
         quote(&e.cluster_token),
         list(&["stderr"]),
         tls("server.crt", "server.key"),
         tls("peer.crt", "peer.key"),
-        peers_q = quote(&peers),
-        clients_q = quote(&clients),
     )
 }
 
@@ -158,7 +183,7 @@ fn has_data(l: &Layout) -> bool {
 
 /// A client for this member's own client URLs.
 fn own_client(e: &Etcd, pki: &Pki) -> Result<Client> {
-    Ok(Client::new(e.client_urls.clone(), pki.client_tls()?))
+    Ok(Client::new(local_client_urls(e), pki.client_tls()?))
 }
 
 /// A client for the existing cluster (join mode).

@@ -144,7 +144,8 @@ fn check_pki(e: &crate::config::Etcd, p: &etcd::Pki) -> Result<(), StepError> {
     let tls = crate::tls::verify_client_cert;
     tls(&p.ca, &p.client_cert).in_step("preflight", &e.client_cert.field)?;
     tls(&p.ca, &p.peer_cert).in_step("preflight", &e.peer_cert.field)?;
-    for u in &e.client_urls {
+    // Clients reach the advertised URLs, this host its own listener.
+    for u in e.client_urls.iter().chain(&etcd::local_client_urls(e)) {
         crate::tls::verify_server_cert(&p.ca, &p.server_cert, &u.host)
             .in_step("preflight", &e.server_cert.field)?;
     }

@@ -58,6 +58,14 @@ pub fn plan(cfg: &Config) -> Vec<String> {
             src(&e.server_cert),
             src(&e.peer_cert)
         ));
+        if e.listen_peer_urls != e.peer_urls || e.listen_client_urls != e.client_urls {
+            out.push(format!(
+                "etcd: listen for peers on {}, for clients on {} (advertised: {peers}; {})",
+                etcd::origins(&e.listen_peer_urls).join(","),
+                etcd::origins(&e.listen_client_urls).join(","),
+                etcd::origins(&e.client_urls).join(",")
+            ));
+        }
         match &e.mode {
             EtcdMode::Bootstrap => {
                 out.push(format!(

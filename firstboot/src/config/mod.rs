@@ -129,10 +129,19 @@ pub struct Etcd {
     pub mode: EtcdMode,
     /// This member's name.
     pub name: String,
-    /// This member's peer URLs (listened on and advertised).
+    /// This member's peer URLs, advertised to the cluster.
     pub peer_urls: Vec<Url>,
-    /// This member's client URLs (listened on and advertised).
+    /// This member's client URLs, advertised to clients.
     pub client_urls: Vec<Url>,
+    /// Where etcd listens for peers (default: `peer_urls`); differs behind
+    /// NAT or port forwarding, e.g. `https://0.0.0.0:2380`.
+    pub listen_peer_urls: Vec<Url>,
+    /// Where etcd listens for clients (default: `client_urls`).
+    pub listen_client_urls: Vec<Url>,
+    /// etcd's `heartbeat-interval` in ms (etcd's default when `None`).
+    pub heartbeat_interval_ms: Option<u32>,
+    /// etcd's `election-timeout` in ms (etcd's default when `None`).
+    pub election_timeout_ms: Option<u32>,
     /// etcd's data directory.
     pub data_dir: PathBuf,
     /// `initial-cluster-token` for a new cluster.

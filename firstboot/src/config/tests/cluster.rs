@@ -152,3 +152,79 @@ fn etcd_inline_pem_is_parsed_and_pairs_must_match() {
         .message
         .contains("no PEM private key"));
 }
+
+#[test]
+fn etcd_listen_urls_and_timing() {
+    // Defaults: listen where advertised, etcd's own timing.
+    let e = parse(ETCD_JOIN, "t").unwrap().etcd.unwrap();
+    assert_eq!(e.listen_peer_urls, e.peer_urls);
+    assert_eq!(e.listen_client_urls, e.client_urls);
+    assert_eq!(
+        (e.heartbeat_interval_ms, e.election_timeout_ms),
+        (None, None)
+    );
+    // Behind port forwarding: listen on all addresses, advertise the
+    // forwarded address; this host reaches itself over loopback.
+    let src = ETCD_JOIN.replace(
+        "client_urls = [\"https://10.77.0.2:2379\"]\n",
+        "client_urls = [\"https://10.77.0.2:2379\"]\nlisten_peer_urls = [\"https://0.0.0.0:2380\"]\nlisten_client_urls = [\"https://0.0.0.0:2379\", \"https://[::]:2381\"]\nheartbeat_interval_ms = 500\nelection_timeout_ms = 5000\n",
+    );
+    let e = parse(&src, "t").unwrap().etcd.unwrap();
+    assert_eq!(e.listen_peer_urls[0].host, "0.0.0.0");
+    assert_eq!(e.peer_urls[0].host, "10.77.0.2");
+    let local: Vec<String> = crate::apply::etcd::local_client_urls(&e)
+        .iter()
+        .map(|u| u.authority())
+        .collect();
+    assert_eq!(local, ["127.0.0.1:2379", "[::1]:2381"]);
+    assert_eq!(
+        (e.heartbeat_interval_ms, e.election_timeout_ms),
+        (Some(500), Some(5000))
+    );
+    // An all-addresses URL cannot be advertised.
+    at(
+        &ETCD_JOIN.replace("https://10.77.0.2:2380", "https://0.0.0.0:2380"),
+        "etcd.peer_urls[0]",
+        (6, 14),
+        "listen_peer_urls",
+    );
+    at(
+        &src.replace("https://0.0.0.0:2380", "http://0.0.0.0:2380"),
+        "etcd.listen_peer_urls[0]",
+        (8, 21),
+        "https://",
+    );
+    // etcd's own limits, as errors before anything runs.
+    for (from, to, field, pos, msg) in [
+        (
+            "election_timeout_ms = 5000",
+            "election_timeout_ms = 2000",
+            "etcd.election_timeout_ms",
+            (11, 1),
+            "at least 5 times",
+        ),
+        (
+            "election_timeout_ms = 5000",
+            "election_timeout_ms = 60000",
+            "etcd.election_timeout_ms",
+            (11, 1),
+            "at most 50000",
+        ),
+        (
+            "heartbeat_interval_ms = 500",
+            "heartbeat_interval_ms = 5",
+            "etcd.heartbeat_interval_ms",
+            (10, 1),
+            "10 to 10000",
+        ),
+        (
+            "election_timeout_ms = 5000\n",
+            "",
+            "etcd.election_timeout_ms",
+            (2, 2),
+            "required with a heartbeat interval of 500 ms",
+        ),
+    ] {
+        at(&src.replace(from, to), field, pos, msg);
+    }
+}

@@ -49,6 +49,52 @@ impl V {
         let name = name.and_then(|n| self.check("etcd.name", checks::etcd_name(&n)).map(|_| n));
         let peer_urls = self.listen_urls("etcd.peer_urls", e.peer_urls.as_ref());
         let client_urls = self.listen_urls("etcd.client_urls", e.client_urls.as_ref());
+        for (field, urls) in [
+            ("etcd.peer_urls", &peer_urls),
+            ("etcd.client_urls", &client_urls),
+        ] {
+            for (i, u) in urls.iter().flatten().enumerate() {
+                if u.host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_unspecified())
+                {
+                    self.bad(
+                        format!("{field}[{i}]"),
+                        "is advertised to other members and clients: name a reachable IP (listen on all addresses with listen_peer_urls / listen_client_urls)",
+                    );
+                }
+            }
+        }
+        let listen_peer_urls = match &e.listen_peer_urls {
+            Some(v) => self.listen_urls("etcd.listen_peer_urls", Some(v)),
+            None => peer_urls.clone(),
+        };
+        let listen_client_urls = match &e.listen_client_urls {
+            Some(v) => self.listen_urls("etcd.listen_client_urls", Some(v)),
+            None => client_urls.clone(),
+        };
+        let heartbeat = e.heartbeat_interval_ms.unwrap_or(100);
+        if !(10..=10_000).contains(&heartbeat) {
+            self.bad("etcd.heartbeat_interval_ms", "must be 10 to 10000 (ms)");
+        }
+        if let Some(el) = e.election_timeout_ms {
+            if el > 50_000 {
+                self.bad(
+                    "etcd.election_timeout_ms",
+                    "must be at most 50000 (ms; etcd's limit)",
+                );
+            } else if el < 5 * heartbeat {
+                self.bad(
+                    "etcd.election_timeout_ms",
+                    format!("must be at least 5 times the heartbeat interval ({heartbeat} ms), as etcd requires"),
+                );
+            }
+        } else if e.heartbeat_interval_ms.is_some() && heartbeat * 5 > 1000 {
+            self.bad(
+                "etcd.election_timeout_ms",
+                format!("required with a heartbeat interval of {heartbeat} ms: etcd's default 1000 ms is less than 5 heartbeats"),
+            );
+        }
         let data_dir = e.data_dir.unwrap_or_else(|| "/var/lib/etcd/default".into());
         self.check("etcd.data_dir", checks::writable_path(&data_dir));
         let token = e.cluster_token.unwrap_or_else(|| "atomic-etcd".into());
@@ -107,6 +153,10 @@ impl V {
             name: name?,
             peer_urls: peer_urls?,
             client_urls: client_urls?,
+            listen_peer_urls: listen_peer_urls?,
+            listen_client_urls: listen_client_urls?,
+            heartbeat_interval_ms: e.heartbeat_interval_ms,
+            election_timeout_ms: e.election_timeout_ms,
             data_dir: PathBuf::from(data_dir),
             cluster_token: token,
             ca: ca?,

@@ -1,0 +1,424 @@
+//! The first-boot half of the boot test: certificates made with openssl, a
+//! real etcd on this machine's 127.0.0.1 (the guests see it as 10.0.2.2
+//! through QEMU user networking), the agent configs passed by fw_cfg, and
+//! the checks made from this side with `etcdctl` while the guests run.
+//!
+//! Addresses: a guest reaches this machine's 127.0.0.1:P as 10.0.2.2:P;
+//! this machine reaches a guest's port G as 127.0.0.1:F through
+//! `hostfwd`. So the etcd here listens on 127.0.0.1 and advertises
+//! 10.0.2.2; a guest listens on 0.0.0.0 and advertises 127.0.0.1:F.
+//! etcd checks a peer's client certificate against the address the
+//! connection comes from: the guest sees this side as 10.0.2.2, this side
+//! sees the guest as 127.0.0.1, hence the certificates' IP SANs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// openssl arguments for a new unencrypted P-256 key.
+const NEW_EC_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
+fn run(dir: &Path, argv: &[&str]) -> Output {
+    let o = Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", argv[0]));
+    assert!(
+        o.status.success(),
+        "{} failed: {}",
+        argv.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// A CA and the certificates it signed, as files in `dir`.
+#[derive(Clone)]
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    /// A fresh CA in `dir`.
+    pub fn new(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let subject = ["-subj", "/CN=atomicbuild boot-test CA", "-days", "2"];
+        let files = ["-keyout", "ca.key", "-out", "ca.crt"];
+        run(
+            dir,
+            &[
+                &["openssl", "req", "-x509"][..],
+                NEW_EC_KEY,
+                &subject,
+                &files,
+            ]
+            .concat(),
+        );
+        Pki {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// `NAME.crt`/`NAME.key` signed by the CA for server and client use,
+    /// valid for `ips` (none: a pure client certificate).
+    pub fn issue(&self, name: &str, ips: &[&str]) {
+        let (key, csr, crt, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        let mut e =
+            String::from("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n");
+        if ips.is_empty() {
+            e.push_str("extendedKeyUsage=clientAuth\n");
+        } else {
+            e.push_str("extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=");
+            let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
+            e.push_str(&sans.join(","));
+            e.push('\n');
+        }
+        std::fs::write(self.dir.join(&ext), e).unwrap();
+        let subject = format!("/CN={name}");
+        let files = ["-keyout", &key, "-out", &csr];
+        let req = ["openssl", "req", "-subj", &subject];
+        run(&self.dir, &[&req[..], NEW_EC_KEY, &files].concat());
+        run(
+            &self.dir,
+            &[
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &crt,
+            ],
+        );
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    pub fn pem(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path(file)).unwrap()
+    }
+
+    /// kubeadm's pin of the CA, computed the way its documentation says.
+    pub fn ca_pin(&self) -> String {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg("openssl x509 -in ca.crt -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum")
+            .current_dir(&self.dir)
+            .output()
+            .unwrap();
+        let hex = String::from_utf8_lossy(&o.stdout);
+        format!("sha256:{}", hex.split_whitespace().next().unwrap())
+    }
+}
+
+/// etcd on this machine: a single-member cluster the UEFI guest joins.
+pub struct HostEtcd {
+    child: Child,
+    pub client_port: u16,
+    pub log: PathBuf,
+}
+
+/// Slow members (TCG guests on two cores) need patient raft timers; the
+/// guests get the same through their config.
+pub const HEARTBEAT_MS: u32 = 500;
+pub const ELECTION_MS: u32 = 5000;
+
+impl HostEtcd {
+    pub fn start(pki: &Pki, dir: &Path) -> HostEtcd {
+        let (client_port, peer_port) = (free_port(), free_port());
+        let log = dir.join("host-etcd.log");
+        let p = |f: &str| pki.path(f).display().to_string();
+        let child = Command::new("etcd")
+            .args(["--name", "host"])
+            .arg("--data-dir")
+            .arg(dir.join("host-etcd"))
+            .arg(format!(
+                "--listen-client-urls=https://127.0.0.1:{client_port}"
+            ))
+            .arg(format!(
+                "--advertise-client-urls=https://10.0.2.2:{client_port}"
+            ))
+            .arg(format!("--listen-peer-urls=https://127.0.0.1:{peer_port}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=https://10.0.2.2:{peer_port}"
+            ))
+            .arg(format!(
+                "--initial-cluster=host=https://10.0.2.2:{peer_port}"
+            ))
+            .args(["--initial-cluster-state", "new", "--enable-grpc-gateway"])
+            .arg(format!("--heartbeat-interval={HEARTBEAT_MS}"))
+            .arg(format!("--election-timeout={ELECTION_MS}"))
+            .args(["--cert-file", &p("host.crt"), "--key-file", &p("host.key")])
+            .args(["--trusted-ca-file", &p("ca.crt"), "--client-cert-auth"])
+            .args([
+                "--peer-cert-file",
+                &p("host.crt"),
+                "--peer-key-file",
+                &p("host.key"),
+            ])
+            .args([
+                "--peer-trusted-ca-file",
+                &p("ca.crt"),
+                "--peer-client-cert-auth",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting etcd (Debian package etcd-server)");
+        let e = HostEtcd {
+            child,
+            client_port,
+            log,
+        };
+        let t = Instant::now();
+        while etcdctl(pki, client_port, &["endpoint", "health"]).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the host-side etcd did not become healthy in 60 s:\n{}",
+                std::fs::read_to_string(&e.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        e
+    }
+}
+
+impl Drop for HostEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `etcdctl` against 127.0.0.1:`port` with the test client certificate.
+pub fn etcdctl(pki: &Pki, port: u16, args: &[&str]) -> Result<String, String> {
+    let o = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=https://127.0.0.1:{port}"))
+        .arg(format!("--cacert={}", pki.path("ca.crt").display()))
+        .arg(format!("--cert={}", pki.path("client.crt").display()))
+        .arg(format!("--key={}", pki.path("client.key").display()))
+        .args(["--dial-timeout=5s", "--command-timeout=15s"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("running etcdctl (Debian package etcd-client): {e}"))?;
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    } else {
+        Err(format!(
+            "etcdctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
+/// One guest's part: its name, mode, forwarded ports and expectations.
+pub struct Guest {
+    /// etcd member name, also in the hostname.
+    pub name: String,
+    /// Joins the host's etcd (else bootstraps its own cluster).
+    pub join: bool,
+    /// 127.0.0.1 ports forwarded to the guest's 2379 and 2380.
+    pub client_port: u16,
+    pub peer_port: u16,
+}
+
+/// The second login user the agent creates, and its key.
+pub const FB_USER: &str = "ops";
+pub const FB_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHXDDsG6oVZb1cFI2R0Pp0a81S7JfFSPmP3P2JWl9nKm ops@atomicbuild-test";
+
+impl Guest {
+    pub fn new(name: &str, join: bool) -> Guest {
+        Guest {
+            name: name.to_string(),
+            join,
+            client_port: free_port(),
+            peer_port: free_port(),
+        }
+    }
+
+    pub fn hostname(&self) -> String {
+        format!("abtest-{}", self.name)
+    }
+
+    pub fn forward(&self) -> Vec<(u16, u16)> {
+        vec![(self.client_port, 2379), (self.peer_port, 2380)]
+    }
+
+    /// The agent's config for this guest: hostname, a user with a key, a
+    /// file, etcd (join the host's cluster, or bootstrap one) and the
+    /// kubelet's bootstrap files.
+    pub fn config(&self, pki: &Pki, host_client_port: u16) -> String {
+        pki.issue(&self.name, &["127.0.0.1", "10.0.2.15"]);
+        let mode = if self.join {
+            format!("mode = \"join\"\nendpoints = [\"https://10.0.2.2:{host_client_port}\"]")
+        } else {
+            "mode = \"bootstrap\"".to_string()
+        };
+        format!(
+            r#"version = 1
+hostname = "{hostname}"
+
+[[users]]
+name = "{FB_USER}"
+groups = ["sudo"]
+ssh_authorized_keys = ["{FB_KEY}"]
+
+# Keeps the test VM running after its checks, for the checks from outside.
+[[files]]
+path = "/etc/atomicbuild-test/hold"
+contents = "hold\n"
+
+[etcd]
+{mode}
+name = "{name}"
+peer_urls = ["https://127.0.0.1:{peer}"]
+client_urls = ["https://127.0.0.1:{client}"]
+listen_peer_urls = ["https://0.0.0.0:2380"]
+listen_client_urls = ["https://0.0.0.0:2379"]
+heartbeat_interval_ms = {HEARTBEAT_MS}
+election_timeout_ms = {ELECTION_MS}
+ca = """
+{ca}"""
+cert = """
+{client_crt}"""
+key = """
+{client_key}"""
+server_cert = """
+{crt}"""
+server_key = """
+{key}"""
+
+[kubelet]
+api_server = "https://10.0.2.2:6443"
+bootstrap_token = "abcdef.0123456789abcdef"
+ca_cert_hash = "{pin}"
+ca = """
+{ca}"""
+"#,
+            hostname = self.hostname(),
+            name = self.name,
+            peer = self.peer_port,
+            client = self.client_port,
+            ca = pki.pem("ca.crt"),
+            client_crt = pki.pem("client.crt"),
+            client_key = pki.pem("client.key"),
+            crt = pki.pem(&format!("{}.crt", self.name)),
+            key = pki.pem(&format!("{}.key", self.name)),
+            pin = pki.ca_pin(),
+        )
+    }
+
+    /// Checks from this side while the guest runs; returns every failure.
+    /// Join: the host's cluster has two voting members, and data written
+    /// on either side is read on the other. Bootstrap: the guest's own
+    /// one-member cluster answers through the forwarded port.
+    pub fn check_from_host(&self, pki: &Pki, host_port: Option<u16>) -> Vec<String> {
+        let mut bad = Vec::new();
+        let list_port = match (self.join, host_port) {
+            (true, Some(h)) => h,
+            _ => self.client_port,
+        };
+        let members = match etcdctl(pki, list_port, &["member", "list", "-w", "json"]) {
+            Ok(j) => serde_json::from_str::<serde_json::Value>(&j).unwrap_or_default(),
+            Err(e) => {
+                return vec![format!("{}: member list failed: {e}", self.name)];
+            }
+        };
+        let members = members["members"].as_array().cloned().unwrap_or_default();
+        let mut names: Vec<String> = members
+            .iter()
+            .map(|m| m["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        names.sort();
+        let mut want = vec![self.name.clone()];
+        if self.join {
+            want.push("host".into());
+        }
+        want.sort();
+        if names != want {
+            bad.push(format!(
+                "{}: members should be {want:?}, got {members:?}",
+                self.name
+            ));
+        }
+        if let Some(l) = members.iter().find(|m| m["isLearner"] == true) {
+            bad.push(format!("{}: a member is still a learner: {l}", self.name));
+        }
+        eprintln!(
+            "[{}] etcd members seen from this side: {}",
+            self.name,
+            names.join(", ")
+        );
+        // Data across members: written on one port, read (serializable:
+        // from that member's own copy) on the other.
+        let nonce = format!("{}-{}", self.name, std::process::id());
+        let pairs: Vec<(u16, u16, &str)> = match (self.join, host_port) {
+            (true, Some(h)) => vec![
+                (h, self.client_port, "host->guest"),
+                (self.client_port, h, "guest->host"),
+            ],
+            _ => vec![(self.client_port, self.client_port, "guest")],
+        };
+        for (from, to, what) in pairs {
+            let key = format!("abtest/{what}");
+            if let Err(e) = etcdctl(pki, from, &["put", &key, &nonce]) {
+                bad.push(format!("{}: put {key}: {e}", self.name));
+                continue;
+            }
+            let t = Instant::now();
+            let got = loop {
+                let g = etcdctl(
+                    pki,
+                    to,
+                    &["get", &key, "--print-value-only", "--consistency=s"],
+                );
+                match g {
+                    Ok(v) if v.trim() == nonce => break Ok(()),
+                    other if t.elapsed() > Duration::from_secs(60) => break Err(other),
+                    _ => std::thread::sleep(Duration::from_secs(1)),
+                }
+            };
+            if let Err(g) = got {
+                bad.push(format!(
+                    "{}: {key} written as {nonce:?} was not read back on the other side within 60 s: {g:?}",
+                    self.name
+                ));
+            }
+        }
+        bad
+    }
+}
