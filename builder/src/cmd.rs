@@ -217,11 +217,47 @@ impl Cmd {
         }
     }
 
+    /// Run to completion whatever the exit status (for programs whose
+    /// failures the caller explains itself): status, stdout and stderr.
+    pub fn output_full(&self) -> Result<FullOutput, CmdError> {
+        log_debug(&self.display());
+        let out = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|source| CmdError::Spawn {
+                argv: self.display(),
+                source,
+            })?;
+        Ok(FullOutput {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
     /// Run and return stdout as a trimmed UTF-8 string.
     pub fn output_string(&self) -> Result<String, CmdError> {
         let out = self.output()?;
         Ok(String::from_utf8_lossy(&out).trim().to_string())
     }
+}
+
+/// What [`Cmd::output_full`] returns.
+pub struct FullOutput {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Everything on stdout.
+    pub stdout: String,
+    /// Everything on stderr.
+    pub stderr: String,
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Make the child get SIGKILL when the thread that started it dies.

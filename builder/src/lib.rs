@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cli;
 pub mod cmd;
 pub mod disk;
+pub mod distro;
 pub mod formats;
 pub mod fsutil;
 pub mod lock;

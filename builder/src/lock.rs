@@ -122,7 +122,7 @@ impl Lock {
 /// Build the lock of a freshly installed Debian root: versions from the
 /// dpkg database, checksums from the apt indexes the install used.
 pub fn from_debian_root(root: &Path, release: &str) -> Result<Lock> {
-    let installed = crate::stage::install::package_list(root)?;
+    let installed = crate::distro::package_list(root)?;
     let sums = apt_index_sums(&root.join("var/lib/apt/lists"))?;
     let mut packages: Vec<LockedPackage> = installed
         .into_iter()

@@ -149,7 +149,7 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
             })?;
     }
 
-    let packages = super::install::package_list(&root)?;
+    let packages = crate::distro::package_list(&root)?;
     stage.finish(&format!("{} packages", packages.len()));
     Ok(Customized { packages })
 }

@@ -1,0 +1,204 @@
+//! Debian backend: `mmdebstrap --mode=root --variant=minbase` with
+//! recommends off, the kernel's initramfs hooks diverted to no-op stubs (the
+//! initramfs is built once, later, by the initramfs stage), downloaded .debs
+//! kept in the cache between runs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::Backend;
+use crate::cmd::Cmd;
+use crate::lock::Lock;
+use crate::manifest::Manifest;
+use crate::progress::StageProgress;
+use crate::stage::Ctx;
+
+/// Bump when the way a root is installed changes (invalidates cached roots).
+const RECIPE: &str = "debian-install-v4"; // v4: fixed INSTALL_EPOCH, no apt indexes
+
+/// Runs inside the root after the essential packages are in: divert the
+/// kernel's initramfs hooks to stubs that do nothing (dracut's own postinst
+/// calls its hook by path, so a stub must stay in place).
+const DIVERT_HOOK: &str = r#"#!/bin/sh
+set -e
+mkdir -p "$1/etc/kernel/postinst.d"
+for h in dracut initramfs-tools; do
+  chroot "$1" dpkg-divert --quiet --local --rename \
+    --divert "/etc/kernel/postinst.d/$h.atomicbuild-diverted" \
+    --add "/etc/kernel/postinst.d/$h"
+  printf '#!/bin/sh\nexit 0\n' > "$1/etc/kernel/postinst.d/$h"
+  chmod 755 "$1/etc/kernel/postinst.d/$h"
+done
+"#;
+
+/// Runs after all packages are in: remove the stubs and undo the diversions.
+const UNDIVERT_HOOK: &str = r#"#!/bin/sh
+set -e
+for h in dracut initramfs-tools; do
+  rm -f "$1/etc/kernel/postinst.d/$h"
+  chroot "$1" dpkg-divert --quiet --local --rename --remove "/etc/kernel/postinst.d/$h"
+done
+"#;
+
+pub struct Debian;
+
+impl Backend for Debian {
+    fn key_parts(&self, m: &Manifest) -> Vec<String> {
+        let b = &m.base;
+        vec![
+            RECIPE.to_string(),
+            b.release.clone(),
+            b.mirror.clone().unwrap_or_default(),
+            b.security_mirror.clone().unwrap_or_default(),
+            b.components.join(","),
+            DIVERT_HOOK.into(),
+            UNDIVERT_HOOK.into(),
+        ]
+    }
+
+    fn install(
+        &self,
+        ctx: &Ctx,
+        lock: Option<&Lock>,
+        root: &Path,
+        stage: &StageProgress,
+    ) -> Result<Lock> {
+        let m = ctx.manifest;
+        let includes = match lock {
+            Some(l) => l.apt_pins(),
+            None => m.packages.clone(),
+        };
+
+        let debs = ctx
+            .cache_dir
+            .join("debs")
+            .join(format!("debian-{}", m.base.release));
+        fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
+        let hooks = ctx.workdir.join("hooks");
+        fs::create_dir_all(&hooks)?;
+        let divert = write_hook(&hooks, "divert.sh", DIVERT_HOOK)?;
+        let undivert = write_hook(&hooks, "undivert.sh", UNDIVERT_HOOK)?;
+        let debs_s = debs.to_string_lossy();
+        let cmd = Cmd::new("unshare")
+            .args(["--mount", "--propagation", "private", "--"])
+            .arg("mmdebstrap")
+            .args([
+                "--mode=root",
+                "--variant=minbase",
+                "--aptopt=APT::Install-Recommends \"false\"",
+                "--aptopt=Acquire::Retries \"3\"",
+                "--skip=download/empty",
+                "--skip=essential/unlink",
+                "--skip=cleanup/apt/lists",
+                "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+            ])
+            .arg(format!("--components={}", m.base.components.join(",")))
+            .arg(format!("--include={}", includes.join(",")))
+            .arg(format!(
+                "--setup-hook=sync-in {debs_s} /var/cache/apt/archives/"
+            ))
+            .arg(format!("--essential-hook={}", divert.display()))
+            .arg(format!("--customize-hook={}", undivert.display()))
+            .arg(format!(
+                "--customize-hook=sync-out /var/cache/apt/archives {debs_s}"
+            ))
+            .arg(&m.base.release)
+            .arg(root)
+            .args(sources(m))
+            .env(
+                "SOURCE_DATE_EPOCH",
+                crate::stage::install::INSTALL_EPOCH.to_string(),
+            );
+        if let Err(e) = cmd.run_streaming(|l| stage.message(l)) {
+            if let Some(pkg) = missing_pinned_version(&e.to_string()) {
+                bail!("the lock no longer resolves: the mirror does not have {pkg} any more; build once without --lock to write a new lock ({e})");
+            }
+            return Err(anyhow::Error::new(e).context("installing packages with mmdebstrap"));
+        }
+        let installed_lock = crate::lock::from_debian_root(root, &m.base.release)?;
+        if let Some(l) = lock {
+            l.check_installed(&installed_lock)
+                .context("the installed packages differ from the lock")?;
+        }
+        // Package indexes: needed by apt only, which never runs again here.
+        for d in ["var/lib/apt/lists", "var/cache/apt"] {
+            crate::stage::customize::empty_dir(&root.join(d))?;
+        }
+        Ok(installed_lock)
+    }
+
+    fn package_list(&self, root: &Path) -> Result<Vec<(String, String, String)>> {
+        package_list(root)
+    }
+}
+
+/// From apt's "Version 'V' for 'P' was not found", the `P=V` it names.
+fn missing_pinned_version(err: &str) -> Option<String> {
+    let i = err.find("Version '")?;
+    let rest = &err[i + 9..];
+    let (ver, rest) = rest.split_once("' for '")?;
+    let (pkg, _) = rest.split_once("' was not found")?;
+    Some(format!("{pkg}={ver}"))
+}
+
+/// The apt source lines for the manifest's Debian base.
+pub fn sources(m: &Manifest) -> Vec<String> {
+    let b = &m.base;
+    let comps = b.components.join(" ");
+    let mirror = b
+        .mirror
+        .as_deref()
+        .unwrap_or("http://deb.debian.org/debian");
+    let mut v = vec![format!("deb {mirror} {} {comps}", b.release)];
+    if !matches!(b.release.as_str(), "sid" | "unstable" | "experimental") {
+        v.push(format!("deb {mirror} {}-updates {comps}", b.release));
+        if let Some(sec) = &b.security_mirror {
+            v.push(format!("deb {sec} {}-security {comps}", b.release));
+        }
+    }
+    v
+}
+
+fn write_hook(dir: &Path, name: &str, body: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    fs::write(&p, body)?;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755))?;
+    Ok(p)
+}
+
+/// Installed packages as `(name, version, architecture)`, sorted by name.
+pub fn package_list(root: &Path) -> Result<Vec<(String, String, String)>> {
+    let admindir = root.join("var/lib/dpkg");
+    let out = Cmd::new("dpkg-query")
+        .arg(format!("--admindir={}", admindir.display()))
+        .args(["-W", "-f", "${Package}\\t${Version}\\t${Architecture}\\n"])
+        .output_string()
+        .context("listing installed packages")?;
+    let mut v: Vec<(String, String, String)> = out
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split('\t');
+            Some((it.next()?.into(), it.next()?.into(), it.next()?.into()))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_missing_version_is_named() {
+        let e = "E: Version '1.2-3' for 'etcd-server' was not found";
+        assert_eq!(
+            missing_pinned_version(e).as_deref(),
+            Some("etcd-server=1.2-3")
+        );
+        assert_eq!(missing_pinned_version("E: something else"), None);
+    }
+}

@@ -1,0 +1,482 @@
+//! Fedora (RPM) backend: dnf from Debian's `dnf` package.
+//!
+//! 1. Resolve with dnf's solver (its Python API, `dnf_resolve.py`) against
+//!    the manifest's repositories only (`reposdir=` empty, the host's
+//!    repositories never used), repo metadata signatures checked
+//!    (`repo_gpgcheck`), weak dependencies off. With `--lock` the locked
+//!    NEVRAs are resolved instead: a missing one is named.
+//! 2. Download the resolved packages into the cache, addressed by the
+//!    sha256 the repository metadata gives (the lock records it).
+//! 3. Import the repositories' keys into the new root's rpmdb and install
+//!    the downloaded files with `dnf install` (`localpkg_gpgcheck`: an
+//!    unsigned or unknown-key package stops the build, named with its key).
+//!
+//! The rpmdb goes to `/usr/lib/sysimage/rpm` (Debian's rpm defaults to
+//! `~/.rpmdb`; a private `HOME` with an `.rpmmacros` moves it).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::Backend;
+use crate::cmd::Cmd;
+use crate::lock::{Lock, LockedPackage};
+use crate::manifest::Manifest;
+use crate::progress::StageProgress;
+use crate::stage::Ctx;
+
+/// Where the rpmdb lives in the image.
+pub const RPMDB: &str = "usr/lib/sysimage/rpm";
+
+const RESOLVE_PY: &str = include_str!("dnf_resolve.py");
+
+/// Bump when the way an RPM root is installed changes.
+const RECIPE: &str = "fedora-install-v1";
+
+pub struct Fedora;
+
+/// Private state for dnf and rpm: the config, a HOME whose `.rpmmacros`
+/// puts the rpmdb into /usr, resolver state, fetched keys.
+struct DnfEnv {
+    conf: PathBuf,
+    home: PathBuf,
+    state: PathBuf,
+    keys: PathBuf,
+}
+
+impl DnfEnv {
+    fn new(m: &Manifest, workdir: &Path) -> Result<DnfEnv> {
+        let dir = workdir.join("dnf");
+        fs::create_dir_all(dir.join("home"))?;
+        let env = DnfEnv {
+            conf: dir.join("dnf.conf"),
+            home: dir.join("home"),
+            state: dir.join("state"),
+            keys: dir.join("keys"),
+        };
+        fs::write(env.home.join(".rpmmacros"), format!("%_dbpath /{RPMDB}\n"))?;
+        fs::write(&env.conf, dnf_conf(m))?;
+        Ok(env)
+    }
+
+    fn cmd(&self, program: &str) -> Cmd {
+        Cmd::new(program)
+            .env("HOME", self.home.to_string_lossy().to_string())
+            .env("LC_ALL", "C.UTF-8")
+    }
+}
+
+/// dnf's configuration: only the manifest's repositories, strict, bounded.
+fn dnf_conf(m: &Manifest) -> String {
+    let mut s = String::from(
+        "# Written by atomicbuild.\n[main]\nreposdir=/nonexistent\ngpgcheck=1\nlocalpkg_gpgcheck=1\n\
+         install_weak_deps=0\nplugins=0\nstrict=1\nbest=1\nskip_if_unavailable=0\n\
+         timeout=15\nretries=3\nminrate=1000\nkeepcache=0\n",
+    );
+    for r in &m.base.repos {
+        s.push_str(&format!("\n[{}]\nname={}\n", r.name, r.name));
+        if let Some(u) = &r.baseurl {
+            s.push_str(&format!("baseurl={u}\n"));
+        }
+        if let Some(u) = &r.metalink {
+            s.push_str(&format!("metalink={u}\n"));
+        }
+        let check = if r.gpgcheck { 1 } else { 0 };
+        s.push_str(&format!("gpgcheck={check}\nrepo_gpgcheck={check}\n"));
+        if let Some(k) = &r.gpgkey {
+            s.push_str(&format!("gpgkey={k}\n"));
+        }
+    }
+    s
+}
+
+/// One package as the resolver reports it.
+#[derive(serde::Deserialize)]
+struct Resolved {
+    name: String,
+    epoch: u64,
+    version: String,
+    release: String,
+    arch: String,
+    sha256: String,
+}
+
+impl Resolved {
+    fn evr(&self) -> String {
+        format!("{}:{}-{}", self.epoch, self.version, self.release)
+    }
+}
+
+/// `name-epoch:version-release.arch` of a locked package (dnf's NEVRA spec).
+fn nevra(p: &LockedPackage) -> String {
+    format!("{}-{}.{}", p.name, p.version, p.arch)
+}
+
+fn repo_urls(m: &Manifest) -> String {
+    m.base
+        .repos
+        .iter()
+        .map(|r| {
+            format!(
+                "{} ({})",
+                r.name,
+                r.baseurl.as_deref().or(r.metalink.as_deref()).unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Turn the resolver's failure line into the error a user can act on.
+fn resolve_error(m: &Manifest, stderr: &str, locked: bool) -> anyhow::Error {
+    let line = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("atomicbuild-dnf: "))
+        .unwrap_or("")
+        .to_string();
+    let (kind, msg) = line.split_once(": ").unwrap_or(("", line.as_str()));
+    match kind {
+        "no match" if locked => anyhow::anyhow!(
+            "the lock no longer resolves: the repositories do not have {msg} any more; build once without --lock to write a new lock"
+        ),
+        "no match" => anyhow::anyhow!(
+            "no package {msg} in the repositories {} (check packages.include)",
+            repo_urls(m)
+        ),
+        "unsolvable" => anyhow::anyhow!("the package set cannot be installed: {msg}"),
+        "repo" => anyhow::anyhow!(
+            "cannot read the repository metadata ({msg}); repositories: {}; librepo tried each URL 4 times",
+            repo_urls(m)
+        ),
+        "download" => anyhow::anyhow!("downloading packages: {msg}"),
+        "key" => anyhow::anyhow!("{msg}"),
+        _ => anyhow::anyhow!("resolving the package set with dnf failed:\n{stderr}"),
+    }
+}
+
+/// Which key signed an RPM file, as rpm reports it.
+fn signature_of(file: &Path) -> String {
+    Cmd::new("rpm")
+        .args(["-qp", "--nosignature", "--qf"])
+        .arg("%|RSAHEADER?{%{RSAHEADER:pgpsig}}:{%|DSAHEADER?{%{DSAHEADER:pgpsig}}:{unsigned}|}|")
+        .arg(file)
+        .output_string()
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// From dnf's output, the packages whose signature check failed.
+fn gpg_failures(out: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for l in out.lines() {
+        let name = if let Some(r) = l.strip_prefix("Public key for ") {
+            r.split(" is not installed").next()
+        } else if let Some(r) = l.strip_prefix("Package ") {
+            r.split(" is not signed")
+                .next()
+                .filter(|_| l.contains(" is not signed"))
+        } else {
+            None
+        };
+        if let Some(n) = name {
+            v.push(n.trim().to_string());
+        }
+    }
+    v
+}
+
+/// From dnf's output, packages whose scriptlets failed (dnf still exits 0).
+fn scriptlet_failures(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| {
+            let i = l.find("scriptlet in rpm package ")?;
+            l.starts_with("Error in ").then(|| {
+                l[i + "scriptlet in rpm package ".len()..]
+                    .trim()
+                    .to_string()
+            })
+        })
+        .collect()
+}
+
+impl Fedora {
+    fn resolve(
+        &self,
+        m: &Manifest,
+        env: &DnfEnv,
+        specs: &[String],
+        download: &Path,
+        locked: bool,
+    ) -> Result<Vec<Resolved>> {
+        let script = env.state.with_extension("py");
+        fs::create_dir_all(&env.state)?;
+        fs::write(&script, RESOLVE_PY)?;
+        let out = env
+            .cmd("/usr/bin/python3")
+            .arg(&script)
+            .arg(&env.conf)
+            .arg(&m.base.release)
+            .arg(&env.state)
+            .arg(&env.keys)
+            .arg(download)
+            .args(specs)
+            .output_full()
+            .context("running dnf's resolver (is python3-dnf installed?)")?;
+        if !out.status.success() {
+            return Err(resolve_error(m, &out.stderr, locked));
+        }
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("resolver output {l:?}")))
+            .collect()
+    }
+}
+
+impl Backend for Fedora {
+    fn key_parts(&self, m: &Manifest) -> Vec<String> {
+        let mut v = vec![
+            RECIPE.to_string(),
+            m.base.release.clone(),
+            RESOLVE_PY.into(),
+        ];
+        for r in &m.base.repos {
+            v.push(format!(
+                "{}|{:?}|{:?}|{:?}|{}",
+                r.name, r.baseurl, r.metalink, r.gpgkey, r.gpgcheck
+            ));
+        }
+        v
+    }
+
+    fn install(
+        &self,
+        ctx: &Ctx,
+        lock: Option<&Lock>,
+        root: &Path,
+        stage: &StageProgress,
+    ) -> Result<Lock> {
+        let m = ctx.manifest;
+        let env = DnfEnv::new(m, &ctx.workdir)?;
+        let rpms = ctx
+            .cache_dir
+            .join("rpms")
+            .join(format!("fedora-{}", m.base.release));
+        let specs: Vec<String> = match lock {
+            Some(l) => l.packages.iter().map(nevra).collect(),
+            None => m.packages.clone(),
+        };
+        stage.message("resolving the package set with dnf");
+        let resolved = self.resolve(m, &env, &specs, &rpms, lock.is_some())?;
+        let new_lock = Lock {
+            version: crate::lock::LOCK_VERSION,
+            distro: "fedora".into(),
+            release: m.base.release.clone(),
+            packages: resolved
+                .iter()
+                .map(|p| LockedPackage {
+                    name: p.name.clone(),
+                    version: p.evr(),
+                    arch: p.arch.clone(),
+                    sha256: p.sha256.clone(),
+                })
+                .collect(),
+        };
+        if let Some(l) = lock {
+            l.check_installed(&new_lock)
+                .context("the repositories resolve the lock to a different set")?;
+        }
+        stage.message(&format!("installing {} packages", resolved.len()));
+        fs::create_dir_all(root.join(RPMDB))?;
+        let mut keys: Vec<PathBuf> = match fs::read_dir(&env.keys) {
+            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+            Err(_) => Vec::new(),
+        };
+        keys.sort();
+        for k in &keys {
+            env.cmd("rpm")
+                .arg(format!("--root={}", root.display()))
+                .arg("--import")
+                .arg(k)
+                .run()
+                .with_context(|| format!("importing the repository key {}", k.display()))?;
+        }
+        // Cache file name (what dnf names in its messages) -> (NEVRA, path).
+        let files: BTreeMap<String, (String, PathBuf)> = resolved
+            .iter()
+            .map(|p| {
+                let name = format!("{}.rpm", p.sha256);
+                let nevra = format!("{}-{}.{}", p.name, p.evr(), p.arch);
+                (name.clone(), (nevra, rpms.join(name)))
+            })
+            .collect();
+        let out = env
+            .cmd("dnf")
+            .args(["-y", "-c"])
+            .arg(&env.conf)
+            .arg(format!("--installroot={}", root.display()))
+            .arg(format!("--releasever={}", m.base.release))
+            .args(["--disablerepo=*", "install"])
+            .args(files.values().map(|(_, f)| f))
+            .env(
+                "SOURCE_DATE_EPOCH",
+                crate::stage::install::INSTALL_EPOCH.to_string(),
+            )
+            .output_full()
+            .context("running dnf")?;
+        let text = format!("{}\n{}", out.stdout, out.stderr);
+        let gpg = gpg_failures(&text);
+        if !gpg.is_empty() {
+            let named: Vec<String> = gpg
+                .iter()
+                .map(|n| match files.get(n) {
+                    Some((nevra, f)) => format!("{nevra} (signature: {})", signature_of(f)),
+                    None => n.clone(),
+                })
+                .collect();
+            bail!(
+                "package signature check failed for {}: not signed by a key of its repository ({}); nothing was committed",
+                named.join(", "),
+                keys.iter()
+                    .map(|k| k.file_name().unwrap_or_default().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if !out.status.success() {
+            bail!("dnf install failed:\n{}", crate::cmd::tail(&text, 30));
+        }
+        let bad = scriptlet_failures(&text);
+        if !bad.is_empty() {
+            bail!(
+                "a package scriptlet failed in {}; the root would be half set up:\n{}",
+                bad.join(", "),
+                crate::cmd::tail(&text, 20)
+            );
+        }
+        finish_root(root)?;
+        let installed = self.package_list(root)?;
+        let installed = Lock {
+            packages: installed
+                .into_iter()
+                .map(|(name, version, arch)| {
+                    let sha256 = new_lock
+                        .packages
+                        .iter()
+                        .find(|p| p.name == name && p.arch == arch)
+                        .map(|p| p.sha256.clone())
+                        .unwrap_or_default();
+                    LockedPackage {
+                        name,
+                        version,
+                        arch,
+                        sha256,
+                    }
+                })
+                .collect(),
+            ..new_lock.clone()
+        };
+        new_lock
+            .check_installed(&installed)
+            .context("dnf installed a different set than it resolved")?;
+        Ok(new_lock)
+    }
+
+    fn package_list(&self, root: &Path) -> Result<Vec<(String, String, String)>> {
+        let out = Cmd::new("rpm")
+            .arg(format!("--root={}", root.display()))
+            .arg(format!("--dbpath=/{RPMDB}"))
+            .args(["-qa", "--qf"])
+            .arg("%{NAME}\\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\n")
+            .output_string()
+            .context("listing installed packages with rpm")?;
+        let mut v: Vec<(String, String, String)> = out
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split('\t');
+                Some((it.next()?.into(), it.next()?.into(), it.next()?.into()))
+            })
+            .filter(|(n, _, _): &(String, String, String)| n != "gpg-pubkey")
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+}
+
+/// What dnf and rpm leave in the root that is not the system: dnf's
+/// cache, history and logs, gpg-agents of its repo keyrings, the rpmdb's
+/// write-ahead log (a read-only /usr cannot replay it).
+fn finish_root(root: &Path) -> Result<()> {
+    let pubrings = Cmd::new("find")
+        .arg(root)
+        .args(["-type", "d", "-name", "pubring"])
+        .output_string()
+        .unwrap_or_default();
+    for d in pubrings.lines() {
+        let _ = Cmd::new("gpgconf")
+            .args(["--kill", "gpg-agent"])
+            .env("GNUPGHOME", d)
+            .run();
+    }
+    for d in ["var/cache/dnf", "var/lib/dnf", "var/log"] {
+        let p = root.join(d);
+        if p.exists() {
+            crate::stage::customize::empty_dir(&p)?;
+        }
+    }
+    let db = root.join(RPMDB).join("rpmdb.sqlite");
+    if db.exists() {
+        Cmd::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA journal_mode=DELETE'); c.close()",
+            ])
+            .arg(&db)
+            .run()
+            .context("closing the rpmdb's write-ahead log")?;
+    }
+    // Empty directories dnf made for itself (a dnf package would fill them).
+    for d in ["etc/dnf/modules.d", "etc/dnf"] {
+        let _ = fs::remove_dir(root.join(d));
+    }
+    for f in ["rpmdb.sqlite-shm", "rpmdb.sqlite-wal", ".rpm.lock"] {
+        let _ = fs::remove_file(root.join(RPMDB).join(f));
+    }
+    // Fedora keeps /var/lib/rpm as a link to the database in /usr.
+    let var_rpm = root.join("var/lib/rpm");
+    if fs::symlink_metadata(&var_rpm).is_err() {
+        fs::create_dir_all(root.join("var/lib"))?;
+        std::os::unix::fs::symlink(format!("../../{RPMDB}"), &var_rpm)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dnf_messages_name_the_packages() {
+        let out = "Public key for fx-rogue-1.0-1.noarch.rpm is not installed. Failing package is: fx-rogue-1.0-1.noarch\n\
+                   Package fx-base-1.0-1.noarch.rpm is not signed\nError: GPG check FAILED\n";
+        assert_eq!(
+            gpg_failures(out),
+            vec!["fx-rogue-1.0-1.noarch.rpm", "fx-base-1.0-1.noarch.rpm"]
+        );
+        let s = "Error in POSTIN scriptlet in rpm package fx-badpost\nerror: lua script failed\n";
+        assert_eq!(scriptlet_failures(s), vec!["fx-badpost"]);
+        assert!(scriptlet_failures("Package fx installed\n").is_empty());
+    }
+
+    #[test]
+    fn lock_nevra_is_what_dnf_accepts() {
+        let p = LockedPackage {
+            name: "fx-app".into(),
+            version: "2:0.5-3".into(),
+            arch: "noarch".into(),
+            sha256: String::new(),
+        };
+        assert_eq!(nevra(&p), "fx-app-2:0.5-3.noarch");
+    }
+}

@@ -1,0 +1,491 @@
+//! The Fedora (RPM) backend against RPM repositories this test builds
+//! itself (Fedora's mirrors cannot be reached here): rpmbuild makes a few
+//! packages (files in /usr, /etc and /var, a dependency with an epoch, a
+//! %post scriptlet), a throwaway GPG key signs them and the repository
+//! metadata, createrepo_c indexes them, and a small HTTP server on
+//! 127.0.0.1 serves them. Then real dnf resolves and installs through the
+//! install stage, the shape and commit stages make an OSTree commit, and
+//! the commit's contents are checked. Negative cases: a package signed by
+//! an unknown key, unsigned packages, unsigned metadata, a missing package,
+//! a lock that no longer resolves, an unreachable repository.
+//!
+//! Needs root and Debian's rpm, createrepo-c, gnupg, dnf, python3-dnf
+//! (`scripts/install-deps`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use atomicbuild::progress::Progress;
+use atomicbuild::stage::Ctx;
+
+fn sh(dir: &Path, script: &str) {
+    let o = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .env("GNUPGHOME", dir.join("gnupg"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "fixture step failed:\n{script}\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+const SPECS: &[(&str, &str)] = &[
+    (
+        "fx-base",
+        r#"Name: fx-base
+Version: 1.0
+Release: 1
+Summary: fixture base
+License: MIT
+BuildArch: noarch
+%description
+fixture
+%install
+mkdir -p %{buildroot}/usr/bin %{buildroot}/etc/fx %{buildroot}/var/lib/fx %{buildroot}/usr/lib/fx
+printf 'fx payload\n' > %{buildroot}/usr/bin/fx
+printf 'setting=1\n' > %{buildroot}/etc/fx/fx.conf
+printf 'state\n' > %{buildroot}/var/lib/fx/state
+%post -p <lua>
+local f = assert(io.open("/usr/lib/fx/post-ran", "w"))
+f:write("fx-base post ran\n")
+f:close()
+%files
+%attr(0755,root,root) /usr/bin/fx
+%dir /etc/fx
+%config(noreplace) /etc/fx/fx.conf
+%dir /var/lib/fx
+/var/lib/fx/state
+%dir /usr/lib/fx
+%ghost /usr/lib/fx/post-ran
+"#,
+    ),
+    (
+        "fx-app",
+        r#"Name: fx-app
+Epoch: 2
+Version: 0.5
+Release: 3
+Summary: fixture app
+License: MIT
+BuildArch: noarch
+Requires: fx-base >= 1.0
+%description
+fixture
+%install
+mkdir -p %{buildroot}/usr/share/fx-app
+printf 'app\n' > %{buildroot}/usr/share/fx-app/README
+%files
+/usr/share/fx-app
+"#,
+    ),
+    (
+        "fx-conflict",
+        r#"Name: fx-conflict
+Version: 1.0
+Release: 1
+Summary: fixture that conflicts with fx-base
+License: MIT
+BuildArch: noarch
+Conflicts: fx-base
+%description
+fixture
+%install
+mkdir -p %{buildroot}/usr/share/fx-conflict
+printf 'c\n' > %{buildroot}/usr/share/fx-conflict/README
+%files
+/usr/share/fx-conflict
+"#,
+    ),
+    (
+        "fx-rogue",
+        r#"Name: fx-rogue
+Version: 1.0
+Release: 1
+Summary: fixture signed by an unknown key
+License: MIT
+BuildArch: noarch
+%description
+fixture
+%install
+mkdir -p %{buildroot}/usr/share/fx-rogue
+printf 'rogue\n' > %{buildroot}/usr/share/fx-rogue/README
+%files
+/usr/share/fx-rogue
+"#,
+    ),
+];
+
+/// Build the packages and four repositories under `dir/repos`:
+/// `signed` (fx-base, fx-app; packages and metadata signed by the fixture
+/// key), `rogue` (fx-rogue signed by another key, metadata by the fixture
+/// key), `unsigned-pkgs` (metadata signed, packages not), `unsigned`
+/// (nothing signed).
+fn make_fixture(dir: &Path) {
+    std::fs::create_dir_all(dir.join("rpmbuild/SPECS")).unwrap();
+    for (name, spec) in SPECS {
+        std::fs::write(dir.join(format!("rpmbuild/SPECS/{name}.spec")), spec).unwrap();
+    }
+    sh(
+        dir,
+        r#"install -d -m 700 gnupg
+gpg --batch --passphrase '' --quick-gen-key 'Fixture Key <fixture@example.invalid>' rsa2048 sign never 2>/dev/null
+gpg --batch --passphrase '' --quick-gen-key 'Rogue Key <rogue@example.invalid>' rsa2048 sign never 2>/dev/null
+gpg --armor --export fixture@example.invalid > RPM-GPG-KEY-fixture
+for s in rpmbuild/SPECS/*.spec; do
+  rpmbuild -bb --quiet --define "_topdir $PWD/rpmbuild" --define "_buildhost fixture" "$s"
+done
+mkdir -p repos/signed repos/rogue repos/unsigned-pkgs repos/unsigned
+for r in signed unsigned-pkgs unsigned; do cp rpmbuild/RPMS/noarch/fx-base-* rpmbuild/RPMS/noarch/fx-app-* repos/$r/; done
+cp rpmbuild/RPMS/noarch/fx-conflict-* repos/signed/
+cp rpmbuild/RPMS/noarch/fx-rogue-* repos/rogue/
+sign() { uid=$1; shift; rpmsign --addsign --define "_gpg_name $uid" --define "__gpg /usr/bin/gpg" "$@" </dev/null >/dev/null 2>&1; }
+sign fixture@example.invalid repos/signed/*.rpm
+sign rogue@example.invalid repos/rogue/*.rpm
+for r in signed rogue unsigned-pkgs unsigned; do createrepo_c --quiet --no-database --checksum sha256 repos/$r; done
+for r in signed rogue unsigned-pkgs; do
+  gpg --batch --yes --local-user fixture@example.invalid --detach-sign --armor repos/$r/repodata/repomd.xml
+done
+"#,
+    );
+}
+
+/// Serve `dir` over HTTP on 127.0.0.1 (GET only) from a thread.
+fn serve(dir: PathBuf) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or("/");
+                let file = dir.join(path.trim_start_matches('/'));
+                let resp = match (path.contains(".."), std::fs::read(&file)) {
+                    (false, Ok(body)) if file.is_file() => {
+                        let mut v = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        v.extend(body);
+                        v
+                    }
+                    _ => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = s.write_all(&resp);
+            });
+        }
+    });
+    port
+}
+
+fn manifest(
+    dir: &Path,
+    name: &str,
+    repo_url: &str,
+    packages: &str,
+) -> atomicbuild::manifest::Manifest {
+    let key = dir.join("RPM-GPG-KEY-fixture");
+    let text = format!(
+        r#"[image]
+name = "{name}"
+version = "1"
+
+[base]
+distro = "fedora"
+release = "41"
+
+[[base.repos]]
+name = "fixture"
+baseurl = "{repo_url}"
+gpgkey = "file://{}"
+
+[packages]
+include = [{packages}]
+
+[ostree]
+ref = "fixture/{name}"
+osname = "fixture"
+"#,
+        key.display()
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    atomicbuild::manifest::load(&p).unwrap()
+}
+
+fn ctx<'a>(m: &'a atomicbuild::manifest::Manifest, work: &Path, progress: &'a Progress) -> Ctx<'a> {
+    std::fs::create_dir_all(work).unwrap();
+    Ctx {
+        manifest: m,
+        workdir: work.to_owned(),
+        cache_dir: work.join("cache"),
+        progress,
+        use_cache: false,
+        source_date_epoch: 1_700_000_000,
+    }
+}
+
+fn install_err(
+    m: &atomicbuild::manifest::Manifest,
+    work: &Path,
+    lock: Option<&atomicbuild::lock::Lock>,
+) -> String {
+    let progress = Progress::new();
+    let c = ctx(m, work, &progress);
+    match atomicbuild::stage::install::run(&c, lock) {
+        Ok(_) => panic!("installing {} should have failed", m.name),
+        Err(e) => {
+            let e = format!("{e:#}");
+            eprintln!("refused as expected: {e}");
+            e
+        }
+    }
+}
+
+fn ostree(repo: &Path, args: &[&str]) -> String {
+    let o = Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ostree {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn rpm_repository_to_ostree_commit_and_refusals() {
+    let tmp = tempfile::Builder::new()
+        .prefix("atomicbuild-rpm-test.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let dir = tmp.path();
+    make_fixture(dir);
+    let port = serve(dir.join("repos"));
+    let url = |r: &str| format!("http://127.0.0.1:{port}/{r}/");
+
+    // Resolve, install, shape, commit.
+    let m = manifest(dir, "fx", &url("signed"), "\"fx-app\"");
+    let progress = Progress::new();
+    let work = dir.join("work-ok");
+    let c = ctx(&m, &work, &progress);
+    let installed =
+        atomicbuild::stage::install::run(&c, None).expect("installing from the signed repository");
+    let names: Vec<String> = installed
+        .lock
+        .packages
+        .iter()
+        .map(|p| format!("{}={}.{}", p.name, p.version, p.arch))
+        .collect();
+    assert_eq!(names, ["fx-app=2:0.5-3.noarch", "fx-base=0:1.0-1.noarch"]);
+    for p in &installed.lock.packages {
+        let file = std::fs::read_dir(dir.join("repos/signed"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}-", p.name))
+            })
+            .unwrap()
+            .path();
+        let sum = Command::new("sha256sum").arg(&file).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&sum.stdout).starts_with(&p.sha256),
+            "the lock's sha256 of {} is not the file's",
+            p.name
+        );
+    }
+    atomicbuild::stage::shape::run(&c).expect("shaping the RPM root");
+    let commit =
+        atomicbuild::stage::commit::run(&c, installed.devino.as_ref()).expect("committing");
+    let repo = &commit.repo;
+    let ls = ostree(repo, &["ls", "-R", &commit.checksum]);
+    // `MODE UID GID SIZE PATH [-> TARGET]`
+    let paths: Vec<&str> = ls
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .collect();
+    for want in [
+        "/usr/bin/fx",
+        "/usr/share/fx-app/README",
+        "/usr/etc/fx/fx.conf",
+        "/usr/lib/fx/post-ran",
+        "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+    ] {
+        assert!(
+            paths.contains(&want),
+            "{want} missing from the commit:\n{ls}"
+        );
+    }
+    for gone in [
+        "/etc",
+        "/var/lib/fx/state",
+        "/usr/lib/sysimage/rpm/rpmdb.sqlite-wal",
+        "/var/cache/dnf",
+        "/var/lib/dnf",
+        "/usr/etc/dnf",
+    ] {
+        assert!(
+            !paths.contains(&gone),
+            "{gone} should not be in the commit:\n{ls}"
+        );
+    }
+    assert_eq!(
+        ostree(repo, &["cat", &commit.checksum, "/usr/lib/fx/post-ran"]),
+        "fx-base post ran\n",
+        "the %post scriptlet should have run in the root"
+    );
+    let tmpfiles = ostree(
+        repo,
+        &[
+            "cat",
+            &commit.checksum,
+            "/usr/lib/tmpfiles.d/atomicbuild-var.conf",
+        ],
+    );
+    assert!(
+        tmpfiles.contains("/var/lib/fx"),
+        "/var should be recorded as tmpfiles:\n{tmpfiles}"
+    );
+    assert!(
+        tmpfiles.contains("/var/lib/rpm"),
+        "/var/lib/rpm should link to the rpmdb in /usr:\n{tmpfiles}"
+    );
+    // rpm reads the committed database where Fedora's rpm looks for it.
+    let checkout = dir.join("checkout");
+    ostree(
+        repo,
+        &[
+            "checkout",
+            "--user-mode",
+            &commit.checksum,
+            &checkout.to_string_lossy(),
+        ],
+    );
+    let q = Command::new("rpm")
+        .arg(format!("--root={}", checkout.display()))
+        .args(["--dbpath=/usr/lib/sysimage/rpm", "-q", "fx-app", "fx-base"])
+        .output()
+        .unwrap();
+    assert!(
+        q.status.success(),
+        "rpm -q in the commit: {}",
+        String::from_utf8_lossy(&q.stdout)
+    );
+
+    // The lock builds the same set again; a lock naming a package the
+    // repository does not have is refused by name.
+    let work = dir.join("work-lock");
+    let c2 = ctx(&m, &work, &progress);
+    let again = atomicbuild::stage::install::run(&c2, Some(&installed.lock))
+        .expect("installing from the lock");
+    assert_eq!(again.lock, installed.lock);
+    let mut stale = installed.lock.clone();
+    stale.packages[0].version = "2:0.6-1".into();
+    let e = install_err(&m, &dir.join("work-stale"), Some(&stale));
+    assert!(
+        e.contains("lock no longer resolves") && e.contains("fx-app-2:0.6-1.noarch"),
+        "{e}"
+    );
+
+    // Refusals, each before anything is committed.
+    let e = install_err(
+        &manifest(dir, "rogue", &url("rogue"), "\"fx-rogue\""),
+        &dir.join("w-rogue"),
+        None,
+    );
+    assert!(
+        e.contains("signature check failed") && e.contains("fx-rogue") && e.contains("Key ID"),
+        "{e}"
+    );
+    let e = install_err(
+        &manifest(dir, "unsigned-pkgs", &url("unsigned-pkgs"), "\"fx-app\""),
+        &dir.join("w-up"),
+        None,
+    );
+    assert!(
+        e.contains("signature check failed") && e.contains("fx-base") && e.contains("unsigned"),
+        "{e}"
+    );
+    let e = install_err(
+        &manifest(dir, "unsigned", &url("unsigned"), "\"fx-app\""),
+        &dir.join("w-u"),
+        None,
+    );
+    assert!(
+        e.contains("repository metadata") && e.contains("repomd.xml.asc"),
+        "{e}"
+    );
+    let e = install_err(
+        &manifest(dir, "missing", &url("signed"), "\"fx-app\", \"nosuchpkg\""),
+        &dir.join("w-m"),
+        None,
+    );
+    assert!(e.contains("no package nosuchpkg"), "{e}");
+    let e = install_err(
+        &manifest(
+            dir,
+            "conflict",
+            &url("signed"),
+            "\"fx-app\", \"fx-conflict\"",
+        ),
+        &dir.join("w-c"),
+        None,
+    );
+    assert!(
+        e.contains("cannot be installed") && e.contains("fx-conflict") && e.contains("fx-base"),
+        "{e}"
+    );
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = std::time::Instant::now();
+    let e = install_err(
+        &manifest(
+            dir,
+            "unreachable",
+            &format!("http://127.0.0.1:{closed}/signed/"),
+            "\"fx-app\"",
+        ),
+        &dir.join("w-x"),
+        None,
+    );
+    assert!(
+        e.contains(&format!("127.0.0.1:{closed}")) && e.contains("4 times"),
+        "{e}"
+    );
+    assert!(
+        t.elapsed().as_secs() < 120,
+        "an unreachable repository took {:?}",
+        t.elapsed()
+    );
+}
