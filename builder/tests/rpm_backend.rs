@@ -85,6 +85,46 @@ printf 'app\n' > %{buildroot}/usr/share/fx-app/README
 /usr/share/fx-app
 "#,
     ),
+    // Not a bootable kernel (the image is built, not booted, here): the
+    // file layout of Fedora's kernel-core, plus a prebuilt initramfs, which
+    // the initramfs stage uses as it is (no dracut in this root).
+    (
+        "fx-kernel",
+        r#"Name: fx-kernel
+Version: 6.1.0
+Release: 1
+Summary: fixture kernel layout
+License: MIT
+BuildArch: noarch
+%description
+fixture
+%install
+d=%{buildroot}/usr/lib/modules/6.1.0-fx
+mkdir -p $d/kernel
+printf 'fixture vmlinuz, not bootable\n' > $d/vmlinuz
+: > $d/modules.dep
+printf 'fixture initramfs\n' > $d/initramfs.img
+%files
+/usr/lib/modules/6.1.0-fx
+"#,
+    ),
+    (
+        "fx-release",
+        r#"Name: fx-release
+Version: 45
+Release: 1
+Summary: fixture os-release
+License: MIT
+BuildArch: noarch
+%description
+fixture
+%install
+mkdir -p %{buildroot}/usr/lib
+printf 'NAME="Fixture Linux"\nID=fixture\nVERSION_ID=45\nPRETTY_NAME="Fixture Linux 45"\n' > %{buildroot}/usr/lib/os-release
+%files
+/usr/lib/os-release
+"#,
+    ),
     (
         "fx-conflict",
         r#"Name: fx-conflict
@@ -143,7 +183,7 @@ for s in rpmbuild/SPECS/*.spec; do
 done
 mkdir -p repos/signed repos/rogue repos/unsigned-pkgs repos/unsigned
 for r in signed unsigned-pkgs unsigned; do cp rpmbuild/RPMS/noarch/fx-base-* rpmbuild/RPMS/noarch/fx-app-* repos/$r/; done
-cp rpmbuild/RPMS/noarch/fx-conflict-* repos/signed/
+cp rpmbuild/RPMS/noarch/fx-conflict-* rpmbuild/RPMS/noarch/fx-kernel-* rpmbuild/RPMS/noarch/fx-release-* repos/signed/
 cp rpmbuild/RPMS/noarch/fx-rogue-* repos/rogue/
 sign() { uid=$1; shift; rpmsign --addsign --define "_gpg_name $uid" --define "__gpg /usr/bin/gpg" "$@" </dev/null >/dev/null 2>&1; }
 sign fixture@example.invalid repos/signed/*.rpm
@@ -487,5 +527,80 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
         t.elapsed().as_secs() < 120,
         "an unreachable repository took {:?}",
         t.elapsed()
+    );
+
+    // The whole build, as a user runs it: a disk image and its metadata.
+    let full = manifest(
+        dir,
+        "fx-full",
+        &url("signed"),
+        "\"fx-app\", \"fx-kernel\", \"fx-release\"",
+    );
+    let out = dir.join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
+        .arg("build")
+        .arg("--manifest")
+        .arg(dir.join("fx-full.toml"))
+        .arg("--output")
+        .arg(&out)
+        .arg("--workdir")
+        .arg(dir.join("work-full"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache-full"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "building the fixture image failed:\n{err}"
+    );
+    let stem = full.stem();
+    let raw = out.join(format!("{stem}.raw"));
+    assert_eq!(std::fs::metadata(&raw).unwrap().len(), full.disk.size);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap()).unwrap();
+    let pkgs: Vec<String> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}={}",
+                p["name"].as_str().unwrap(),
+                p["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        pkgs,
+        [
+            "fx-app=2:0.5-3",
+            "fx-base=0:1.0-1",
+            "fx-kernel=0:6.1.0-1",
+            "fx-release=0:45-1"
+        ],
+        "{}",
+        meta["packages"]
+    );
+    assert_eq!(meta["kernel"]["version"], "6.1.0-fx");
+    let lock = std::fs::read_to_string(out.join(format!("{stem}.lock"))).unwrap();
+    assert!(
+        lock.contains("distro = \"fedora\"") && lock.contains("version = \"2:0.5-3\""),
+        "{lock}"
+    );
+    // The partition table the metadata describes is on the disk.
+    let parted = Command::new("sfdisk")
+        .arg("--json")
+        .arg(&raw)
+        .output()
+        .unwrap();
+    let table: serde_json::Value = serde_json::from_slice(&parted.stdout).unwrap();
+    assert_eq!(
+        table["partitiontable"]["partitions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
     );
 }

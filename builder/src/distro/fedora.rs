@@ -311,6 +311,10 @@ impl Backend for Fedora {
                 (name.clone(), (nevra, rpms.join(name)))
             })
             .collect();
+        // kernel-core's scriptlets run kernel-install, whose dracut and
+        // loader-entry plugins would build an initramfs and boot entries
+        // now; the initramfs stage builds it once, OSTree writes the entries.
+        let masks = mask_kernel_install(root)?;
         let out = env
             .cmd("dnf")
             .args(["-y", "-c"])
@@ -323,8 +327,10 @@ impl Backend for Fedora {
                 "SOURCE_DATE_EPOCH",
                 crate::stage::install::INSTALL_EPOCH.to_string(),
             )
+            .env("KERNEL_INSTALL_BYPASS", "1")
             .output_full()
             .context("running dnf")?;
+        unmask_kernel_install(root, &masks)?;
         let text = format!("{}\n{}", out.stdout, out.stderr);
         let gpg = gpg_failures(&text);
         if !gpg.is_empty() {
@@ -402,6 +408,41 @@ impl Backend for Fedora {
         v.sort();
         Ok(v)
     }
+}
+
+/// kernel-install plugins masked while packages install (a link to
+/// /dev/null in /etc/kernel/install.d masks the plugin of that name).
+const KERNEL_INSTALL_PLUGINS: &[&str] = &[
+    "50-dracut.install",
+    "51-dracut-rescue.install",
+    "90-loaderentry.install",
+    "90-uki-copy.install",
+    "92-tuned.install",
+];
+
+fn mask_kernel_install(root: &Path) -> Result<Vec<PathBuf>> {
+    let dir = root.join("etc/kernel/install.d");
+    fs::create_dir_all(&dir)?;
+    let mut made = Vec::new();
+    for p in KERNEL_INSTALL_PLUGINS {
+        let l = dir.join(p);
+        if fs::symlink_metadata(&l).is_err() {
+            std::os::unix::fs::symlink("/dev/null", &l)?;
+            made.push(l);
+        }
+    }
+    Ok(made)
+}
+
+fn unmask_kernel_install(root: &Path, masks: &[PathBuf]) -> Result<()> {
+    for l in masks {
+        fs::remove_file(l).with_context(|| format!("removing {}", l.display()))?;
+    }
+    // Directories made for the masks only.
+    for d in ["etc/kernel/install.d", "etc/kernel"] {
+        let _ = fs::remove_dir(root.join(d));
+    }
+    Ok(())
 }
 
 /// What dnf and rpm leave in the root that is not the system: dnf's

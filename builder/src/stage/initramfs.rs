@@ -126,9 +126,24 @@ pub fn run(ctx: &Ctx, install_key: &str) -> Result<Kernel> {
             )
         })?;
     }
+    let img = moddir.join("initramfs.img");
+    if img.is_file() {
+        // A kernel package that ships its own (generic, prebuilt) initramfs
+        // gets it used as it is.
+        clean_boot(&root)?;
+        let initramfs_bytes = fs::metadata(&img)?.len();
+        stage.finish(&format!(
+            "kernel {version}, initramfs {} MiB from the kernel package",
+            initramfs_bytes >> 20
+        ));
+        return Ok(Kernel {
+            cache_hit: false,
+            version,
+            initramfs_bytes,
+        });
+    }
     let key = cache_key(install_key, &root, &version)?;
     let cache = crate::cache::StageCache::new(&ctx.cache_dir);
-    let img = moddir.join("initramfs.img");
     let hit = match ctx.use_cache {
         true => cache.get("initramfs", &key)?,
         false => None,
@@ -260,7 +275,12 @@ fn zstd_workers() -> u32 {
 
 /// /boot belongs to the boot partition; the tree carries nothing there.
 fn clean_boot(root: &Path) -> Result<()> {
-    for e in fs::read_dir(root.join("boot"))? {
+    let boot = root.join("boot");
+    if !boot.exists() {
+        // Not every distribution's filesystem package makes it.
+        return fs::create_dir(&boot).with_context(|| format!("creating {}", boot.display()));
+    }
+    for e in fs::read_dir(&boot).with_context(|| format!("reading {}", boot.display()))? {
         let p = e?.path();
         if p.is_dir() {
             fs::remove_dir_all(&p)?;
