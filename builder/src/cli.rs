@@ -68,6 +68,56 @@ pub enum Command {
     /// Uses KVM when /dev/kvm really works, software emulation (TCG) otherwise.
     /// Quit with Ctrl-A X.
     Boot(BootArgs),
+
+    /// Upload an image to a cloud.
+    #[command(subcommand)]
+    Upload(UploadCommand),
+}
+
+/// `upload` targets.
+#[derive(Debug, Subcommand)]
+pub enum UploadCommand {
+    /// Write the raw image into an EBS snapshot through the EBS direct APIs
+    /// (no S3 bucket, no vmimport role) and register an AMI from it.
+    /// Prints the AMI id. Credentials: AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) or a profile of
+    /// ~/.aws/credentials.
+    Aws(UploadAwsArgs),
+}
+
+/// Options of `upload aws`.
+#[derive(Debug, Args)]
+pub struct UploadAwsArgs {
+    /// The raw disk image.
+    #[arg(short, long, value_name = "FILE")]
+    pub image: PathBuf,
+    /// AMI name.
+    #[arg(long)]
+    pub name: String,
+    /// Region (default: AWS_REGION / AWS_DEFAULT_REGION).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Profile of ~/.aws/credentials (default: AWS_PROFILE or "default").
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// One endpoint for EBS and EC2, e.g. an emulator's http://127.0.0.1:5000.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Extra tag on the snapshot and the AMI. Repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub tag: Vec<String>,
+    /// Firmware the AMI boots with (atomicbuild images boot both).
+    #[arg(long, value_enum, default_value = "uefi-preferred")]
+    pub boot_mode: crate::upload::aws::BootMode,
+    /// Blocks uploaded in parallel.
+    #[arg(long, default_value_t = 8)]
+    pub threads: usize,
+    /// Attempts per request (throttling and server errors are retried with backoff).
+    #[arg(long, default_value_t = 6)]
+    pub attempts: u32,
+    /// How long to wait for the snapshot to complete, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    pub wait_secs: u64,
 }
 
 /// `cache` subcommands.

@@ -18,6 +18,7 @@ pub mod preflight;
 pub mod progress;
 pub mod qemu;
 pub mod stage;
+pub mod upload;
 pub mod verify;
 
 use anyhow::Result;
@@ -90,6 +91,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
         }
         Some(cli::Command::Convert(a)) => convert(&a)?,
         Some(cli::Command::Boot(args)) => qemu::boot_interactive(&args)?,
+        Some(cli::Command::Upload(cli::UploadCommand::Aws(args))) => upload::upload_aws(&args)?,
     }
     Ok(())
 }

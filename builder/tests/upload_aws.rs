@@ -1,0 +1,378 @@
+//! `atomicbuild upload aws` against moto, the AWS API emulator (a real
+//! server process on 127.0.0.1; `scripts/install-deps` puts it in a venv).
+//! moto neither verifies SigV4 signatures nor block checksums, so the test
+//! reads every block of the snapshot back and compares it with the image,
+//! and checks RegisterImage's parameters in moto's request recorder. A
+//! proxy in front of moto injects a throttling response and a 503 to prove
+//! retries, and a hard failure to prove nothing is left registered.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BLOCK: u64 = 512 * 1024;
+
+fn moto_server() -> PathBuf {
+    std::env::var_os("ATOMICBUILD_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/atomicbuild-test-venv/bin/moto_server"))
+}
+
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start(dir: &Path) -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(moto_server())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+            // The request recording (with every block's body) goes to the
+            // test's directory, not the working directory.
+            .env("MOTO_RECORDER_FILEPATH", dir.join("moto_recording"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting moto_server (scripts/install-deps installs it)");
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "moto did not start in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Moto { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An unsigned EC2 Query call straight to moto (it does not check signatures
+/// from the test's side either; the upload itself signs everything).
+fn ec2(moto: &str, params: &[(&str, &str)]) -> String {
+    let mut body = String::from("Version=2016-11-15");
+    for (k, v) in params {
+        body.push_str(&format!("&{k}={v}"));
+    }
+    ureq::post(&format!("{moto}/"))
+        .set("content-type", "application/x-www-form-urlencoded")
+        .set(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .send_string(&body)
+        .unwrap()
+        .into_string()
+        .unwrap()
+}
+
+fn ebs_get(moto: &str, path: &str) -> ureq::Response {
+    ureq::get(&format!("{moto}{path}"))
+        .set(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ebs/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .call()
+        .unwrap()
+}
+
+/// An 8 MiB image: data in blocks 0, 3 and 9 (one byte at its very end),
+/// block 5 written with zeros (not a hole, still skipped), the rest holes.
+fn image(dir: &Path) -> PathBuf {
+    let p = dir.join("small.raw");
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(10 * BLOCK).unwrap();
+    let pattern: Vec<u8> = (0..BLOCK).map(|i| (i % 253) as u8 + 1).collect();
+    f.write_all_at(&pattern, 0).unwrap();
+    f.write_all_at(&pattern[..1000], 3 * BLOCK + 4096).unwrap();
+    f.write_all_at(&vec![0u8; BLOCK as usize], 5 * BLOCK)
+        .unwrap();
+    f.write_all_at(b"end", 10 * BLOCK - 3).unwrap();
+    p
+}
+
+/// A proxy to moto that answers the Nth PutSnapshotBlock requests itself.
+struct Proxy {
+    port: u16,
+    seen_blocks: Arc<AtomicUsize>,
+}
+
+fn proxy(target: u16, fail: Vec<(usize, u16)>) -> Proxy {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let seen2 = seen.clone();
+    let fail = Arc::new(fail);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let seen = seen2.clone();
+            let fail = fail.clone();
+            std::thread::spawn(move || handle(s, target, &seen, &fail));
+        }
+    });
+    Proxy {
+        port,
+        seen_blocks: seen,
+    }
+}
+
+/// One request (Connection: close on both sides, so one per connection).
+fn handle(s: TcpStream, target: u16, seen: &AtomicUsize, fail: &[(usize, u16)]) {
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut head = String::new();
+    let mut len = 0usize;
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap_or(0) == 0 {
+            return;
+        }
+        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        let end = l == "\r\n";
+        if !l.to_ascii_lowercase().starts_with("connection:") {
+            head.push_str(&l);
+        }
+        if end {
+            break;
+        }
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).unwrap();
+    let mut s = s;
+    if head.starts_with("PUT /snapshots/") {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        if let Some((_, code)) = fail.iter().find(|(i, _)| *i == n) {
+            let reason = if *code == 400 {
+                "Bad Request"
+            } else {
+                "Slow Down"
+            };
+            let msg = format!(
+                "HTTP/1.1 {code} {reason}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            );
+            let _ = s.write_all(msg.as_bytes());
+            return;
+        }
+    }
+    let head = head.trim_end_matches("\r\n").to_string() + "\r\nConnection: close\r\n\r\n";
+    let mut up = TcpStream::connect(("127.0.0.1", target)).unwrap();
+    up.write_all(head.as_bytes()).unwrap();
+    up.write_all(&body).unwrap();
+    let mut resp = Vec::new();
+    let _ = up.read_to_end(&mut resp);
+    let _ = s.write_all(&resp);
+}
+
+/// The body of the last recorded request whose body contains `needle`.
+fn recorded(moto: &str, needle: &str) -> String {
+    use base64::Engine as _;
+    // Block bodies make it large: read it whole, not with into_string's cap.
+    let mut rec = String::new();
+    ureq::get(&format!("{moto}/moto-api/recorder/download-recording"))
+        .call()
+        .unwrap()
+        .into_reader()
+        .read_to_string(&mut rec)
+        .unwrap();
+    rec.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| {
+            let body = e["body"].as_str()?.to_string();
+            if e["body_encoded"] == true {
+                let b = base64::engine::general_purpose::STANDARD
+                    .decode(body)
+                    .ok()?;
+                Some(String::from_utf8_lossy(&b).into_owned())
+            } else {
+                Some(body)
+            }
+        })
+        .find(|b| b.contains(needle))
+        .unwrap_or_else(|| panic!("no recorded request with {needle}"))
+}
+
+/// A value of an `a=b&c=d` form (as sent: still percent-encoded).
+fn form_value(form: &str, key: &str) -> String {
+    form.split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn upload(endpoint: &str, image: &Path, name: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
+        .args([
+            "upload",
+            "aws",
+            "--name",
+            name,
+            "--region",
+            "us-east-1",
+            "--threads",
+            "3",
+        ])
+        .arg("--image")
+        .arg(image)
+        .arg("--endpoint-url")
+        .arg(endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing-secret-never-printed")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn upload_to_moto_reads_back_registers_retries_and_cleans_up() {
+    let d = tempfile::tempdir().unwrap();
+    let img = image(d.path());
+    let moto = Moto::start(d.path());
+    let m = moto.url();
+    ureq::post(&format!("{m}/moto-api/recorder/start-recording"))
+        .call()
+        .unwrap();
+
+    // Through a proxy that throttles the 2nd block and fails the 4th once.
+    let p = proxy(moto.port, vec![(1, 429), (3, 503)]);
+    let o = upload(&format!("http://127.0.0.1:{}", p.port), &img, "abtest-ami");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "upload failed:\n{err}");
+    assert!(
+        !err.contains("testing-secret"),
+        "the secret was printed:\n{err}"
+    );
+    let ami = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(ami.starts_with("ami-"), "{ami:?}");
+    // Blocks 0, 3, 9 were sent, plus the two retried requests.
+    assert_eq!(p.seen_blocks.load(Ordering::SeqCst), 5, "{err}");
+
+    // What atomicbuild asked moto (moto records every request; its
+    // RegisterImage ignores the mapping, so the request is the evidence).
+    let reg = recorded(&m, "Action=RegisterImage");
+    let snap = form_value(&reg, "BlockDeviceMapping.1.Ebs.SnapshotId");
+    assert!(snap.starts_with("snap-"), "{reg}");
+
+    // The snapshot holds exactly the image's data blocks.
+    let list: serde_json::Value = serde_json::from_str(
+        &ebs_get(&m, &format!("/snapshots/{snap}/blocks"))
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let blocks = list["Blocks"].as_array().cloned().unwrap_or_default();
+    let mut indices: Vec<u64> = blocks
+        .iter()
+        .map(|b| b["BlockIndex"].as_u64().unwrap())
+        .collect();
+    indices.sort();
+    assert_eq!(indices, [0, 3, 9], "{list}");
+    let f = std::fs::File::open(&img).unwrap();
+    for b in &blocks {
+        let i = b["BlockIndex"].as_u64().unwrap();
+        let token = b["BlockToken"].as_str().unwrap_or("");
+        let mut got = Vec::new();
+        ebs_get(
+            &m,
+            &format!("/snapshots/{snap}/blocks/{i}?blockToken={token}"),
+        )
+        .into_reader()
+        .read_to_end(&mut got)
+        .unwrap();
+        let mut want = vec![0u8; BLOCK as usize];
+        f.read_exact_at(&mut want, i * BLOCK).unwrap();
+        assert!(got == want, "block {i} differs from the image");
+    }
+
+    // RegisterImage as specified.
+    for want in [
+        "Name=abtest-ami",
+        "Architecture=x86_64",
+        "RootDeviceName=%2Fdev%2Fxvda",
+        &format!("BlockDeviceMapping.1.Ebs.SnapshotId={snap}"),
+        "BlockDeviceMapping.1.Ebs.VolumeType=gp3",
+        "BlockDeviceMapping.1.Ebs.DeleteOnTermination=true",
+        "EnaSupport=true",
+        "BootMode=uefi-preferred",
+        "ImdsSupport=v2.0",
+    ] {
+        assert!(reg.contains(want), "RegisterImage lacks {want}: {reg}");
+    }
+
+    // The same image again: found, not uploaded twice.
+    let p2 = proxy(moto.port, vec![]);
+    let o = upload(&format!("http://127.0.0.1:{}", p2.port), &img, "abtest-ami");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap(),
+        ami
+    );
+    assert_eq!(
+        p2.seen_blocks.load(Ordering::SeqCst),
+        0,
+        "the re-run uploaded blocks"
+    );
+
+    // A hard failure mid-upload: no AMI under the name, the snapshot is gone.
+    let before = ec2(&m, &[("Action", "DescribeSnapshots")])
+        .matches("<snapshotId>")
+        .count();
+    let p3 = proxy(moto.port, vec![(1, 400)]);
+    let o = upload(
+        &format!("http://127.0.0.1:{}", p3.port),
+        &img,
+        "abtest-broken",
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("PutSnapshotBlock") && err.contains("400"),
+        "{err}"
+    );
+    let imgs = ec2(
+        &m,
+        &[
+            ("Action", "DescribeImages"),
+            ("Filter.1.Name", "name"),
+            ("Filter.1.Value.1", "abtest-broken"),
+        ],
+    );
+    assert!(
+        !imgs.contains("<imageId>"),
+        "a failed upload registered an image: {imgs}"
+    );
+    let after = ec2(&m, &[("Action", "DescribeSnapshots")])
+        .matches("<snapshotId>")
+        .count();
+    assert_eq!(
+        before, after,
+        "the failed upload's snapshot was not deleted"
+    );
+}
