@@ -191,28 +191,30 @@ impl Cmd {
         self.output().map(|_| ())
     }
 
-    /// Run to completion and return stdout.
-    pub fn output(&self) -> Result<Vec<u8>, CmdError> {
+    /// Run to completion with stdout and stderr captured, whatever the
+    /// exit status.
+    fn collect(&self) -> Result<std::process::Output, CmdError> {
         log_debug(&self.display());
-        let out = self
-            .command()
+        self.command()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()
             .map_err(|source| CmdError::Spawn {
                 argv: self.display(),
                 source,
-            })?;
+            })
+    }
+
+    /// Run to completion and return stdout.
+    pub fn output(&self) -> Result<Vec<u8>, CmdError> {
+        let out = self.collect()?;
         if out.status.success() {
             Ok(out.stdout)
         } else {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let lines: Vec<&str> = stderr.lines().collect();
-            let start = lines.len().saturating_sub(TAIL_LINES);
             Err(CmdError::Failed {
                 argv: self.display(),
                 status: out.status,
-                stderr_tail: lines[start..].join("\n"),
+                stderr_tail: tail(&String::from_utf8_lossy(&out.stderr), TAIL_LINES),
             })
         }
     }
@@ -220,16 +222,7 @@ impl Cmd {
     /// Run to completion whatever the exit status (for programs whose
     /// failures the caller explains itself): status, stdout and stderr.
     pub fn output_full(&self) -> Result<FullOutput, CmdError> {
-        log_debug(&self.display());
-        let out = self
-            .command()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| CmdError::Spawn {
-                argv: self.display(),
-                source,
-            })?;
+        let out = self.collect()?;
         Ok(FullOutput {
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

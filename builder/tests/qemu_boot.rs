@@ -23,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use atomicbuild::cli::Firmware;
+use atomicbuild::cmd::tail;
 use atomicbuild::qemu::{Serial, Vm};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(25 * 60);
@@ -234,11 +235,6 @@ fn parse_report(console: &str) -> Report {
         }
     }
     r
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The console log so far (firmware writes bytes that are not UTF-8).

@@ -456,53 +456,47 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
     );
 
     // Refusals, each before anything is committed.
-    let e = install_err(
-        &manifest(dir, "rogue", &url("rogue"), "\"fx-rogue\""),
-        &dir.join("w-rogue"),
-        None,
-    );
-    assert!(
-        e.contains("signature check failed") && e.contains("fx-rogue") && e.contains("Key ID"),
-        "{e}"
-    );
-    let e = install_err(
-        &manifest(dir, "unsigned-pkgs", &url("unsigned-pkgs"), "\"fx-app\""),
-        &dir.join("w-up"),
-        None,
-    );
-    assert!(
-        e.contains("signature check failed") && e.contains("fx-base") && e.contains("unsigned"),
-        "{e}"
-    );
-    let e = install_err(
-        &manifest(dir, "unsigned", &url("unsigned"), "\"fx-app\""),
-        &dir.join("w-u"),
-        None,
-    );
-    assert!(
-        e.contains("repository metadata") && e.contains("repomd.xml.asc"),
-        "{e}"
-    );
-    let e = install_err(
-        &manifest(dir, "missing", &url("signed"), "\"fx-app\", \"nosuchpkg\""),
-        &dir.join("w-m"),
-        None,
-    );
-    assert!(e.contains("no package nosuchpkg"), "{e}");
-    let e = install_err(
-        &manifest(
-            dir,
-            "conflict",
-            &url("signed"),
-            "\"fx-app\", \"fx-conflict\"",
+    // (manifest name, repository, packages, what the error must name)
+    let refusals: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "rogue",
+            "rogue",
+            "\"fx-rogue\"",
+            &["signature check failed", "fx-rogue", "Key ID"],
         ),
-        &dir.join("w-c"),
-        None,
-    );
-    assert!(
-        e.contains("cannot be installed") && e.contains("fx-conflict") && e.contains("fx-base"),
-        "{e}"
-    );
+        (
+            "unsigned-pkgs",
+            "unsigned-pkgs",
+            "\"fx-app\"",
+            &["signature check failed", "fx-base", "unsigned"],
+        ),
+        (
+            "unsigned",
+            "unsigned",
+            "\"fx-app\"",
+            &["repository metadata", "repomd.xml.asc"],
+        ),
+        (
+            "missing",
+            "signed",
+            "\"fx-app\", \"nosuchpkg\"",
+            &["no package nosuchpkg"],
+        ),
+        (
+            "conflict",
+            "signed",
+            "\"fx-app\", \"fx-conflict\"",
+            &["cannot be installed", "fx-conflict", "fx-base"],
+        ),
+    ];
+    for (name, repo, packages, needles) in refusals {
+        let e = install_err(
+            &manifest(dir, name, &url(repo), packages),
+            &dir.join(format!("w-{name}")),
+            None,
+        );
+        assert!(needles.iter().all(|n| e.contains(n)), "{name}: {e}");
+    }
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -362,23 +362,16 @@ impl Backend for Fedora {
             );
         }
         finish_root(root)?;
-        let installed = self.package_list(root)?;
+        // Checksums are not in the rpmdb; check_installed compares versions.
         let installed = Lock {
-            packages: installed
+            packages: self
+                .package_list(root)?
                 .into_iter()
-                .map(|(name, version, arch)| {
-                    let sha256 = new_lock
-                        .packages
-                        .iter()
-                        .find(|p| p.name == name && p.arch == arch)
-                        .map(|p| p.sha256.clone())
-                        .unwrap_or_default();
-                    LockedPackage {
-                        name,
-                        version,
-                        arch,
-                        sha256,
-                    }
+                .map(|(name, version, arch)| LockedPackage {
+                    name,
+                    version,
+                    arch,
+                    sha256: String::new(),
                 })
                 .collect(),
             ..new_lock.clone()

@@ -127,43 +127,36 @@ pub fn run(ctx: &Ctx, install_key: &str) -> Result<Kernel> {
         })?;
     }
     let img = moddir.join("initramfs.img");
-    if img.is_file() {
+    let mut cache_hit = false;
+    let origin = if img.is_file() {
         // A kernel package that ships its own (generic, prebuilt) initramfs
         // gets it used as it is.
-        clean_boot(&root)?;
-        let initramfs_bytes = fs::metadata(&img)?.len();
-        stage.finish(&format!(
-            "kernel {version}, initramfs {} MiB from the kernel package",
-            initramfs_bytes >> 20
-        ));
-        return Ok(Kernel {
-            cache_hit: false,
-            version,
-            initramfs_bytes,
-        });
-    }
-    let key = cache_key(install_key, &root, &version)?;
-    let cache = crate::cache::StageCache::new(&ctx.cache_dir);
-    let hit = match ctx.use_cache {
-        true => cache.get("initramfs", &key)?,
-        false => None,
-    };
-    let cache_hit = hit.is_some();
-    // Never write through a file of the hard-linked checkout.
-    let _ = fs::remove_file(&img);
-    if let Some(entry) = hit {
-        stage.message("using the cached initramfs");
-        fs::copy(entry.join("initramfs.img"), &img)?;
+        " from the kernel package"
     } else {
-        build(ctx, &root, &version, &stage)?;
-        cache.put("initramfs", &key, &[("initramfs.img", &img)])?;
-    }
+        let key = cache_key(install_key, &root, &version)?;
+        let cache = crate::cache::StageCache::new(&ctx.cache_dir);
+        let hit = match ctx.use_cache {
+            true => cache.get("initramfs", &key)?,
+            false => None,
+        };
+        cache_hit = hit.is_some();
+        // Never write through a file of the hard-linked checkout.
+        let _ = fs::remove_file(&img);
+        if let Some(entry) = hit {
+            stage.message("using the cached initramfs");
+            fs::copy(entry.join("initramfs.img"), &img)?;
+            ", cached"
+        } else {
+            build(ctx, &root, &version, &stage)?;
+            cache.put("initramfs", &key, &[("initramfs.img", &img)])?;
+            ""
+        }
+    };
     clean_boot(&root)?;
     let initramfs_bytes = fs::metadata(&img)?.len();
     stage.finish(&format!(
-        "kernel {version}, initramfs {} MiB{}",
-        initramfs_bytes >> 20,
-        if cache_hit { ", cached" } else { "" }
+        "kernel {version}, initramfs {} MiB{origin}",
+        initramfs_bytes >> 20
     ));
     Ok(Kernel {
         cache_hit,
@@ -260,13 +253,19 @@ fn compress_initramfs(img: &Path) -> Result<()> {
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(&data[..early])?;
-    let mut enc = zstd::stream::Encoder::new(&mut f, INITRAMFS_ZSTD_LEVEL)?;
-    enc.multithread(zstd_workers())?;
-    enc.include_checksum(true)?;
+    let mut enc = encoder(&mut f, zstd_workers())?;
     enc.write_all(&data[early..])?;
     enc.finish()?;
     drop(f);
     fs::rename(&tmp, img).with_context(|| format!("renaming {}", tmp.display()))
+}
+
+/// The initramfs's zstd stream: level, checksum and `workers` threads.
+fn encoder<W: std::io::Write>(w: W, workers: u32) -> Result<zstd::stream::Encoder<'static, W>> {
+    let mut enc = zstd::stream::Encoder::new(w, INITRAMFS_ZSTD_LEVEL)?;
+    enc.multithread(workers)?;
+    enc.include_checksum(true)?;
+    Ok(enc)
 }
 
 fn zstd_workers() -> u32 {
@@ -359,20 +358,12 @@ mod tests {
             0o600
         );
         // The same bytes with one worker as with several.
-        let many = {
-            let mut e = zstd::stream::Encoder::new(Vec::new(), INITRAMFS_ZSTD_LEVEL).unwrap();
-            e.multithread(4).unwrap();
-            e.include_checksum(true).unwrap();
+        let with = |workers| {
+            let mut e = encoder(Vec::new(), workers).unwrap();
             std::io::Write::write_all(&mut e, &main).unwrap();
             e.finish().unwrap()
         };
-        let one = {
-            let mut e = zstd::stream::Encoder::new(Vec::new(), INITRAMFS_ZSTD_LEVEL).unwrap();
-            e.multithread(1).unwrap();
-            e.include_checksum(true).unwrap();
-            std::io::Write::write_all(&mut e, &main).unwrap();
-            e.finish().unwrap()
-        };
+        let (one, many) = (with(1), with(4));
         assert_eq!(one, many);
         assert_eq!(&out[early.len()..], &one[..]);
     }
