@@ -80,9 +80,43 @@ pub enum UploadCommand {
     /// Write the raw image into an EBS snapshot through the EBS direct APIs
     /// (no S3 bucket, no vmimport role) and register an AMI from it.
     /// Prints the AMI id. Credentials: AWS_ACCESS_KEY_ID /
-    /// AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) or a profile of
-    /// ~/.aws/credentials.
+    /// AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN), a profile of
+    /// ~/.aws/credentials, or the EC2 instance's role (IMDSv2).
     Aws(UploadAwsArgs),
+
+    /// Create a Glance image (raw or qcow2) through Keystone v3 and the
+    /// catalog's image endpoint; checks Glance's sha512 against ours.
+    /// Prints the image id. Credentials: a clouds.yaml entry (--cloud,
+    /// $OS_CLOUD) or the OS_* variables of an openrc (password or
+    /// application credential).
+    Openstack(UploadOpenstackArgs),
+}
+
+/// Options of `upload openstack`.
+#[derive(Debug, Args)]
+pub struct UploadOpenstackArgs {
+    /// The image (.raw or .qcow2).
+    #[arg(short, long, value_name = "FILE")]
+    pub image: PathBuf,
+    /// Image name.
+    #[arg(long)]
+    pub name: String,
+    /// A cloud of clouds.yaml (default: $OS_CLOUD; without either, the
+    /// OS_* variables of an openrc file are used).
+    #[arg(long, value_name = "NAME")]
+    pub cloud: Option<String>,
+    /// Firmware property (hw_firmware_type); atomicbuild images boot both.
+    #[arg(long, value_enum, default_value = "uefi")]
+    pub firmware: Firmware,
+    /// os_distro property.
+    #[arg(long, default_value = "debian")]
+    pub os_distro: String,
+    /// os_version property.
+    #[arg(long, default_value = "12")]
+    pub os_version: String,
+    /// How long to wait for the image to become active, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    pub wait_secs: u64,
 }
 
 /// Options of `upload aws`.
@@ -109,13 +143,21 @@ pub struct UploadAwsArgs {
     /// Firmware the AMI boots with (atomicbuild images boot both).
     #[arg(long, value_enum, default_value = "uefi-preferred")]
     pub boot_mode: crate::upload::aws::BootMode,
+    /// Also copy the AMI to this region (tagged like the original; a re-run
+    /// finds existing copies). Repeatable. Prints "REGION AMI" per copy.
+    #[arg(long, value_name = "REGION")]
+    pub copy_to_region: Vec<String>,
+    /// Let this AWS account (12 digits), or `all` (public), launch the AMI
+    /// and its copies. Repeatable.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub launch_permission: Vec<String>,
     /// Blocks uploaded in parallel.
     #[arg(long, default_value_t = 8)]
     pub threads: usize,
     /// Attempts per request (throttling and server errors are retried with backoff).
     #[arg(long, default_value_t = 6)]
     pub attempts: u32,
-    /// How long to wait for the snapshot to complete, in seconds.
+    /// How long to wait for the snapshot to complete (and for each copy), in seconds.
     #[arg(long, default_value_t = 1800)]
     pub wait_secs: u64,
 }

@@ -92,6 +92,9 @@ pub fn run(cli: cli::Cli) -> Result<()> {
         Some(cli::Command::Convert(a)) => convert(&a)?,
         Some(cli::Command::Boot(args)) => qemu::boot_interactive(&args)?,
         Some(cli::Command::Upload(cli::UploadCommand::Aws(args))) => upload::upload_aws(&args)?,
+        Some(cli::Command::Upload(cli::UploadCommand::Openstack(args))) => {
+            upload::upload_openstack(&args)?
+        }
     }
     Ok(())
 }

@@ -112,3 +112,105 @@ impl Drop for StageProgress {
         }
     }
 }
+
+/// A transfer of known size (cloud uploads): a bar with bytes, bytes/s and
+/// ETA on a terminal; without one, a line every 10 seconds and one at the
+/// end. Shared by upload threads.
+pub struct Transfer {
+    what: String,
+    bar: Option<ProgressBar>,
+    start: Instant,
+    last_plain: std::sync::Mutex<Instant>,
+}
+
+impl Transfer {
+    /// Start reporting `what` (the total may come later, with `update`).
+    pub fn new(what: &str, total: u64) -> Transfer {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(what.to_string());
+            b
+        });
+        Transfer {
+            what: what.to_string(),
+            bar,
+            start: Instant::now(),
+            last_plain: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    /// `done` of `total` bytes are through.
+    pub fn update(&self, done: u64, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+            b.set_position(done);
+            return;
+        }
+        let mut last = self.last_plain.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() >= Duration::from_secs(10) && done < total {
+            *last = Instant::now();
+            eprintln!("    {}", self.line(done, total));
+        }
+    }
+
+    fn line(&self, done: u64, total: u64) -> String {
+        let secs = self.start.elapsed().as_secs_f64().max(0.001);
+        let rate = done as f64 / secs;
+        let eta = if rate > 0.0 {
+            format!(", ETA {:.0} s", total.saturating_sub(done) as f64 / rate)
+        } else {
+            String::new()
+        };
+        format!(
+            "{}: {} / {} MiB, {:.1} MiB/s{eta}",
+            self.what,
+            done >> 20,
+            total >> 20,
+            rate / 1048576.0
+        )
+    }
+
+    /// The transfer is over; returns its duration.
+    pub fn finish(&self) -> Duration {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        self.start.elapsed()
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// A reader that reports what passed through it to a `Transfer`.
+pub struct TransferReader<'a, R> {
+    /// The data.
+    pub inner: R,
+    /// Where to report.
+    pub transfer: &'a Transfer,
+    /// Bytes read so far.
+    pub done: u64,
+    /// Bytes expected.
+    pub total: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for TransferReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        self.transfer.update(self.done, self.total);
+        Ok(n)
+    }
+}

@@ -71,6 +71,11 @@ impl Drop for Moto {
 /// An unsigned EC2 Query call straight to moto (it does not check signatures
 /// from the test's side either; the upload itself signs everything).
 fn ec2(moto: &str, params: &[(&str, &str)]) -> String {
+    ec2_in(moto, "us-east-1", params)
+}
+
+/// The same in another region (moto takes it from the credential scope).
+fn ec2_in(moto: &str, region: &str, params: &[(&str, &str)]) -> String {
     let mut body = String::from("Version=2016-11-15");
     for (k, v) in params {
         body.push_str(&format!("&{k}={v}"));
@@ -79,7 +84,7 @@ fn ec2(moto: &str, params: &[(&str, &str)]) -> String {
         .set("content-type", "application/x-www-form-urlencoded")
         .set(
             "authorization",
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0",
+            &format!("AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/ec2/aws4_request, SignedHeaders=host, Signature=0"),
         )
         .send_string(&body)
         .unwrap()
@@ -187,6 +192,12 @@ fn handle(s: TcpStream, target: u16, seen: &AtomicUsize, fail: &[(usize, u16)]) 
 
 /// The body of the last recorded request whose body contains `needle`.
 fn recorded(moto: &str, needle: &str) -> String {
+    recorded_request(moto, needle).1
+}
+
+/// The headers and body of the last recorded request whose body contains
+/// `needle`.
+fn recorded_request(moto: &str, needle: &str) -> (serde_json::Value, String) {
     use base64::Engine as _;
     // Block bodies make it large: read it whole, not with into_string's cap.
     let mut rec = String::new();
@@ -201,16 +212,17 @@ fn recorded(moto: &str, needle: &str) -> String {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|e| {
             let body = e["body"].as_str()?.to_string();
-            if e["body_encoded"] == true {
+            let body = if e["body_encoded"] == true {
                 let b = base64::engine::general_purpose::STANDARD
                     .decode(body)
                     .ok()?;
-                Some(String::from_utf8_lossy(&b).into_owned())
+                String::from_utf8_lossy(&b).into_owned()
             } else {
-                Some(body)
-            }
+                body
+            };
+            Some((e["headers"].clone(), body))
         })
-        .find(|b| b.contains(needle))
+        .find(|(_, b)| b.contains(needle))
         .unwrap_or_else(|| panic!("no recorded request with {needle}"))
 }
 
@@ -223,25 +235,38 @@ fn form_value(form: &str, key: &str) -> String {
 }
 
 fn upload(endpoint: &str, image: &Path, name: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
-        .args([
-            "upload",
-            "aws",
-            "--name",
-            name,
-            "--region",
-            "us-east-1",
-            "--threads",
-            "3",
-        ])
-        .arg("--image")
-        .arg(image)
-        .arg("--endpoint-url")
-        .arg(endpoint)
+    upload_cmd(endpoint, image, name)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing-secret-never-printed")
         .output()
         .unwrap()
+}
+
+/// `upload aws` to `endpoint`, with no credentials from this machine and
+/// the instance metadata service pointed at 127.0.0.1 (never 169.254.169.254).
+fn upload_cmd(endpoint: &str, image: &Path, name: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_atomicbuild"));
+    c.args([
+        "upload",
+        "aws",
+        "--name",
+        name,
+        "--region",
+        "us-east-1",
+        "--threads",
+        "3",
+    ])
+    .arg("--image")
+    .arg(image)
+    .arg("--endpoint-url")
+    .arg(endpoint)
+    .env_remove("AWS_ACCESS_KEY_ID")
+    .env_remove("AWS_SECRET_ACCESS_KEY")
+    .env_remove("AWS_SESSION_TOKEN")
+    .env_remove("AWS_PROFILE")
+    .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9");
+    c
 }
 
 #[test]
@@ -375,4 +400,102 @@ fn upload_to_moto_reads_back_registers_retries_and_cleans_up() {
         before, after,
         "the failed upload's snapshot was not deleted"
     );
+
+    // Credentials from the instance metadata service (moto serves IMDSv2),
+    // the AMI copied to two regions, launch permissions on all three.
+    let o = upload_cmd(&m, &img, "abtest-copies")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &m)
+        .args([
+            "--copy-to-region",
+            "eu-west-1",
+            "--copy-to-region",
+            "us-west-2",
+        ])
+        .args([
+            "--launch-permission",
+            "123456789012",
+            "--launch-permission",
+            "all",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "upload with copies failed:\n{err}");
+    assert!(!err.contains("test-secret-key"), "{err}");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let ids: Vec<(String, String)> = std::iter::once("us-east-1")
+        .chain(["eu-west-1", "us-west-2"])
+        .zip(out.lines())
+        .map(|(r, l)| {
+            (
+                r.to_string(),
+                l.split_whitespace().last().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert_eq!(
+        out.lines().nth(1).unwrap().split_whitespace().next(),
+        Some("eu-west-1")
+    );
+    let (headers, _) = recorded_request(&m, "Action=CopyImage");
+    let auth = headers["Authorization"].as_str().unwrap_or_default();
+    assert!(
+        auth.contains("Credential=test-key/"),
+        "not signed with the IMDS credentials: {headers}"
+    );
+    assert_eq!(
+        headers["X-Amz-Security-Token"], "test-session-token",
+        "{headers}"
+    );
+    let sha = atomicbuild::output::sha256_file(&img).unwrap();
+    for (region, id) in &ids {
+        assert!(id.starts_with("ami-"), "{out}");
+        let d = ec2_in(
+            &m,
+            region,
+            &[("Action", "DescribeImages"), ("ImageId.1", id)],
+        );
+        assert!(d.contains("<name>abtest-copies</name>"), "{region}: {d}");
+        assert!(
+            d.contains(&sha),
+            "{region}: the copy lacks the sha256 tag: {d}"
+        );
+        let a = ec2_in(
+            &m,
+            region,
+            &[
+                ("Action", "DescribeImageAttribute"),
+                ("ImageId", id),
+                ("Attribute", "launchPermission"),
+            ],
+        );
+        assert!(
+            a.contains("<userId>123456789012</userId>") && a.contains("<group>all</group>"),
+            "{region}: {a}"
+        );
+    }
+    // Again: every region has its image, nothing is copied twice.
+    let o = upload_cmd(&m, &img, "abtest-copies")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &m)
+        .args([
+            "--copy-to-region",
+            "eu-west-1",
+            "--copy-to-region",
+            "us-west-2",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), out);
+    let named = ec2_in(
+        &m,
+        "eu-west-1",
+        &[
+            ("Action", "DescribeImages"),
+            ("Filter.1.Name", "name"),
+            ("Filter.1.Value.1", "abtest-copies"),
+        ],
+    );
+    assert_eq!(named.matches("<imageId>").count(), 1, "{named}");
 }

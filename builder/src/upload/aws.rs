@@ -25,6 +25,7 @@ use super::sigv4::{self, Credentials, Scope};
 pub const BLOCK: u64 = 512 * 1024;
 
 /// Where and as whom to talk to AWS.
+#[derive(Clone)]
 pub struct Aws {
     /// Region.
     pub region: String,
@@ -333,6 +334,7 @@ fn write_and_register(
     let blocks = candidate_blocks(f, len)?;
     let next = AtomicUsize::new(0);
     let sent = AtomicU64::new(0);
+    let read = AtomicU64::new(0);
     let sums: Mutex<Vec<(u64, [u8; 32])>> = Mutex::new(Vec::new());
     let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let total = blocks.len() as u64 * BLOCK;
@@ -347,11 +349,14 @@ fn write_and_register(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&b) = blocks.get(i) else { return };
                     let r = put_block(aws, f, len, snapshot_id, b, &mut buf);
+                    if r.is_ok() {
+                        // Progress counts blocks read, sent or found zero.
+                        progress(read.fetch_add(BLOCK, Ordering::Relaxed) + BLOCK, total);
+                    }
                     match r {
                         Ok(Some(sum)) => {
                             sums.lock().unwrap().push((b, sum));
-                            let n = sent.fetch_add(BLOCK, Ordering::Relaxed) + BLOCK;
-                            progress(n, total);
+                            sent.fetch_add(BLOCK, Ordering::Relaxed);
                         }
                         Ok(None) => {}
                         Err(e) => {
@@ -489,8 +494,15 @@ fn register(aws: &Aws, snapshot_id: &str, u: &Upload, len: u64) -> Result<String
         .with_context(|| format!("RegisterImage returned no imageId: {xml}"))?;
     // Tags after registering (the checksum tag is how a re-run finds the
     // image); an image that cannot be tagged is deregistered again.
-    let mut owned: Vec<(String, String)> = vec![("ResourceId.1".into(), image_id.clone())];
-    for (i, (k, v)) in u.tags.iter().enumerate() {
+    tag_or_deregister(aws, &image_id, &u.tags)?;
+    Ok(image_id)
+}
+
+/// Tag an image; deregister it if that fails (an untagged image would not
+/// be found by a re-run and would be made twice).
+fn tag_or_deregister(aws: &Aws, image_id: &str, tags: &[(String, String)]) -> Result<()> {
+    let mut owned: Vec<(String, String)> = vec![("ResourceId.1".into(), image_id.to_string())];
+    for (i, (k, v)) in tags.iter().enumerate() {
         owned.push((format!("Tag.{}.Key", i + 1), k.clone()));
         owned.push((format!("Tag.{}.Value", i + 1), v.clone()));
     }
@@ -499,11 +511,125 @@ fn register(aws: &Aws, snapshot_id: &str, u: &Upload, len: u64) -> Result<String
     if let Err(e) = aws.ec2(&params) {
         let _ = aws.ec2(&[
             ("Action", "DeregisterImage".into()),
-            ("ImageId", image_id.clone()),
+            ("ImageId", image_id.to_string()),
         ]);
         return Err(e.context(format!("tagging {image_id} (deregistered again)")));
     }
-    Ok(image_id)
+    Ok(())
+}
+
+/// The tag that says which image bytes an AMI holds.
+pub const SHA_TAG: &str = "atomicbuild:sha256";
+
+/// An AMI of ours with this name and image checksum, if one exists.
+pub fn find_image(aws: &Aws, name: &str, sha256: &str) -> Result<Option<String>> {
+    let xml = aws.ec2(&[
+        ("Action", "DescribeImages".into()),
+        ("Owner.1", "self".into()),
+        ("Filter.1.Name", format!("tag:{SHA_TAG}")),
+        ("Filter.1.Value.1", sha256.to_string()),
+        ("Filter.2.Name", "name".into()),
+        ("Filter.2.Value.1", name.to_string()),
+    ])?;
+    Ok(xml_value(&xml, "imageId").map(String::from))
+}
+
+/// Wait until an image is `available` (copies take a while on AWS).
+fn wait_available(aws: &Aws, image_id: &str, wait: Duration) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        let xml = aws.ec2(&[
+            ("Action", "DescribeImages".into()),
+            ("ImageId.1", image_id.to_string()),
+        ])?;
+        match xml_value(&xml, "imageState") {
+            Some("available") => return Ok(()),
+            Some(s @ ("failed" | "error" | "invalid" | "deregistered")) => {
+                bail!("{image_id} in {} is {s}", aws.region)
+            }
+            _ if t.elapsed() > wait => bail!(
+                "{image_id} in {} did not become available within {} s",
+                aws.region,
+                wait.as_secs()
+            ),
+            _ => std::thread::sleep(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// Copy an AMI into `to`'s region (unless an identical one is there), tag
+/// it like the source and wait until it is available. Returns its id and
+/// whether it was made now. A copy that fails is deregistered.
+pub fn copy_image(
+    from: &Aws,
+    to: &Aws,
+    image_id: &str,
+    name: &str,
+    tags: &[(String, String)],
+    wait: Duration,
+) -> Result<(String, bool)> {
+    let sha = tags
+        .iter()
+        .find(|(k, _)| k == SHA_TAG)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    if let Some(id) = find_image(to, name, sha)? {
+        return Ok((id, false));
+    }
+    // The same token for the same copy: a retried request makes no twin.
+    let token = sigv4::sha256_hex(format!("{image_id}:{}:{name}", to.region).as_bytes());
+    let xml = to.ec2(&[
+        ("Action", "CopyImage".into()),
+        ("SourceRegion", from.region.clone()),
+        ("SourceImageId", image_id.to_string()),
+        ("Name", name.to_string()),
+        ("Description", format!("atomicbuild image {name}")),
+        ("ClientToken", token[..64].to_string()),
+    ])?;
+    let copy = xml_value(&xml, "imageId")
+        .map(String::from)
+        .with_context(|| format!("CopyImage returned no imageId: {xml}"))?;
+    tag_or_deregister(to, &copy, tags)?;
+    if let Err(e) = wait_available(to, &copy, wait) {
+        let _ = to.ec2(&[
+            ("Action", "DeregisterImage".into()),
+            ("ImageId", copy.clone()),
+        ]);
+        return Err(e.context(format!("copy {copy} deregistered again")));
+    }
+    Ok((copy, true))
+}
+
+/// Who may launch an image: 12-digit account ids, or `all` (public).
+pub fn launch_permission_params(accounts: &[String]) -> Vec<(String, String)> {
+    accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let k = if a == "all" { "Group" } else { "UserId" };
+            (format!("LaunchPermission.Add.{}.{k}", i + 1), a.clone())
+        })
+        .collect()
+}
+
+/// Let these accounts (or `all`) launch the image.
+pub fn grant_launch(aws: &Aws, image_id: &str, accounts: &[String]) -> Result<()> {
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    let owned = launch_permission_params(accounts);
+    let mut params: Vec<(&str, String)> = vec![
+        ("Action", "ModifyImageAttribute".into()),
+        ("ImageId", image_id.to_string()),
+    ];
+    params.extend(owned.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    aws.ec2(&params).with_context(|| {
+        format!(
+            "granting launch permissions on {image_id} in {}",
+            aws.region
+        )
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

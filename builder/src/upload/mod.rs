@@ -1,6 +1,8 @@
 //! `atomicbuild upload`: put a built image into a cloud.
 
 pub mod aws;
+pub mod clouds_yaml;
+pub mod openstack;
 pub mod sigv4;
 
 use std::path::Path;
@@ -8,11 +10,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::UploadAwsArgs;
+use crate::cli::{UploadAwsArgs, UploadOpenstackArgs};
 use sigv4::Credentials;
 
 /// Credentials from the standard places, in AWS's order: the environment,
-/// then the shared credentials file's profile.
+/// the shared credentials file's profile, the EC2 instance's role.
 pub fn aws_credentials(profile: Option<&str>) -> Result<Credentials> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if let (Some(a), Some(s)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
@@ -43,7 +45,9 @@ pub fn aws_credentials(profile: Option<&str>) -> Result<Credentials> {
             });
         }
     }
-    bail!("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add profile [{profile}] to ~/.aws/credentials (or pass --profile)")
+    imds_credentials().map_err(|e| {
+        anyhow::anyhow!("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, add profile [{profile}] to ~/.aws/credentials (or pass --profile), or run on an EC2 instance with an IAM role (instance metadata: {e:#})")
+    })
 }
 
 /// `key = value` lines of `[name]` in an INI text.
@@ -62,80 +66,346 @@ fn ini_section(text: &str, name: &str) -> std::collections::BTreeMap<String, Str
     out
 }
 
+/// Credentials from the instance metadata service (IMDSv2) of the EC2
+/// instance this runs on: `$AWS_EC2_METADATA_SERVICE_ENDPOINT` or
+/// 169.254.169.254, short timeouts, skipped when
+/// `AWS_EC2_METADATA_DISABLED=true`.
+pub fn imds_credentials() -> Result<Credentials> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if env("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        bail!("AWS_EC2_METADATA_DISABLED is set");
+    }
+    let base =
+        env("AWS_EC2_METADATA_SERVICE_ENDPOINT").unwrap_or_else(|| "http://169.254.169.254".into());
+    let base = base.trim_end_matches('/');
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(1))
+        .timeout(Duration::from_secs(3))
+        .build();
+    let token = agent
+        .put(&format!("{base}/latest/api/token"))
+        .set("x-aws-ec2-metadata-token-ttl-seconds", "21600")
+        .call()
+        .with_context(|| format!("no instance metadata service at {base}"))?
+        .into_string()?;
+    let get = |path: &str| -> Result<String> {
+        Ok(agent
+            .get(&format!(
+                "{base}/latest/meta-data/iam/security-credentials/{path}"
+            ))
+            .set("x-aws-ec2-metadata-token", &token)
+            .call()
+            .with_context(|| format!("instance metadata: iam/security-credentials/{path}"))?
+            .into_string()?)
+    };
+    let roles = get("")?;
+    let role = roles
+        .lines()
+        .next()
+        .filter(|r| !r.trim().is_empty())
+        .context("this instance has no IAM role (instance metadata lists none)")?
+        .trim()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&get(&role)?)
+        .with_context(|| format!("instance metadata credentials of role {role}"))?;
+    let field = |k: &str| {
+        v[k].as_str()
+            .map(String::from)
+            .with_context(|| format!("instance metadata credentials of role {role} lack {k}"))
+    };
+    Ok(Credentials {
+        access_key: field("AccessKeyId")?,
+        secret_key: field("SecretAccessKey")?,
+        session_token: Some(field("Token")?),
+    })
+}
+
+/// An AWS upload, from the command line or a manifest's `[[upload]]`.
+#[derive(Debug, Clone)]
+pub struct AwsTarget {
+    /// AMI name.
+    pub name: String,
+    /// Region (`None`: AWS_REGION / AWS_DEFAULT_REGION).
+    pub region: Option<String>,
+    /// Profile of the shared credentials file.
+    pub profile: Option<String>,
+    /// One endpoint for EBS and EC2 (emulators).
+    pub endpoint_url: Option<String>,
+    /// Extra tags.
+    pub tags: Vec<(String, String)>,
+    /// Firmware.
+    pub boot_mode: aws::BootMode,
+    /// Regions the AMI is copied to.
+    pub copy_to_regions: Vec<String>,
+    /// Accounts (12 digits) or `all` that may launch it.
+    pub launch_permissions: Vec<String>,
+    /// Parallel block uploads.
+    pub threads: usize,
+    /// Attempts per request.
+    pub attempts: u32,
+    /// Bound for each wait (snapshot, copies).
+    pub wait: Duration,
+}
+
+/// An OpenStack upload.
+#[derive(Debug, Clone)]
+pub struct OpenstackTarget {
+    /// Image name.
+    pub name: String,
+    /// clouds.yaml entry (`None`: $OS_CLOUD or the OS_* variables).
+    pub cloud: Option<String>,
+    /// `uefi` or `bios`.
+    pub firmware: crate::cli::Firmware,
+    /// os_distro property.
+    pub os_distro: String,
+    /// os_version property.
+    pub os_version: String,
+    /// Bound for the wait for `active`.
+    pub wait: Duration,
+}
+
+/// What one upload left in a cloud (recorded in the build metadata).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Record {
+    /// `aws` or `openstack`.
+    pub target: &'static str,
+    /// Image name.
+    pub name: String,
+    /// The file uploaded.
+    pub file: String,
+    /// AWS region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// clouds.yaml entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<String>,
+    /// AMI id or Glance image id.
+    pub image_id: String,
+    /// AMI copies: region → AMI id.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub copies: std::collections::BTreeMap<String, String>,
+    /// False when an identical image existed and nothing was sent.
+    pub uploaded: bool,
+}
+
+impl AwsTarget {
+    /// The client for the main region (resolves region and credentials).
+    pub fn client(&self) -> Result<aws::Aws> {
+        let creds = aws_credentials(self.profile.as_deref())?;
+        let region = self
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty())
+            .context("no AWS region: pass --region, set region in [[upload]] or set AWS_REGION")?;
+        Ok(self.client_in(&region, creds))
+    }
+
+    fn client_in(&self, region: &str, creds: Credentials) -> aws::Aws {
+        let (ebs, ec2) = match &self.endpoint_url {
+            Some(u) => (u.clone(), u.clone()),
+            None => (
+                format!("https://ebs.{region}.amazonaws.com"),
+                format!("https://ec2.{region}.amazonaws.com"),
+            ),
+        };
+        aws::Aws {
+            region: region.to_string(),
+            ebs_endpoint: ebs,
+            ec2_endpoint: ec2,
+            creds,
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(10))
+                .timeout(Duration::from_secs(120))
+                .build(),
+            attempts: self.attempts,
+        }
+    }
+
+    /// Upload `image` (raw) unless an identical AMI exists, copy it to the
+    /// other regions, grant launch permissions.
+    pub fn upload(&self, image: &Path) -> Result<Record> {
+        let client = self.client()?;
+        let sha = crate::output::sha256_file(image)?;
+        let mut tags = vec![(aws::SHA_TAG.to_string(), sha.clone())];
+        tags.extend(self.tags.iter().cloned());
+        let (image_id, uploaded) = match aws::find_image(&client, &self.name, &sha)? {
+            Some(id) => {
+                eprintln!(
+                    "{id}: an AMI named {} with this sha256 exists in {}; nothing uploaded",
+                    self.name, client.region
+                );
+                (id, false)
+            }
+            None => {
+                let u = aws::Upload {
+                    name: &self.name,
+                    tags: tags.clone(),
+                    boot_mode: self.boot_mode,
+                    threads: self.threads,
+                    wait: self.wait,
+                };
+                let transfer = crate::progress::Transfer::new("uploading blocks", 0);
+                let progress = |done: u64, total: u64| transfer.update(done, total);
+                let r = aws::upload(&client, image, &u, &progress)?;
+                let secs = transfer.finish().as_secs_f64();
+                eprintln!(
+                    "{}: uploaded {} blocks ({} MiB) in {secs:.1} s, {:.1} MiB/s; snapshot {}",
+                    r.image_id,
+                    r.blocks_written,
+                    r.bytes_sent >> 20,
+                    (r.bytes_sent as f64 / 1048576.0) / secs.max(0.001),
+                    r.snapshot_id
+                );
+                (r.image_id, true)
+            }
+        };
+        aws::grant_launch(&client, &image_id, &self.launch_permissions)?;
+        let mut copies = std::collections::BTreeMap::new();
+        for region in self.copy_to_regions.iter().filter(|r| **r != client.region) {
+            let to = self.client_in(region, client.creds.clone());
+            let (id, made) = aws::copy_image(&client, &to, &image_id, &self.name, &tags, self.wait)
+                .with_context(|| format!("copying {image_id} to {region}"))?;
+            aws::grant_launch(&to, &id, &self.launch_permissions)?;
+            eprintln!(
+                "{id}: {} in {region}",
+                if made { "copied" } else { "already copied" }
+            );
+            copies.insert(region.clone(), id);
+        }
+        Ok(Record {
+            target: "aws",
+            name: self.name.clone(),
+            file: file_name(image),
+            region: Some(client.region.clone()),
+            cloud: None,
+            image_id,
+            copies,
+            uploaded,
+        })
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// `atomicbuild upload aws`.
 pub fn upload_aws(a: &UploadAwsArgs) -> Result<()> {
-    let creds = aws_credentials(a.profile.as_deref())?;
-    let region = a
-        .region
-        .clone()
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-        .context("no region: pass --region or set AWS_REGION")?;
-    let (ebs, ec2) = match &a.endpoint_url {
-        Some(u) => (u.clone(), u.clone()),
-        None => (
-            format!("https://ebs.{region}.amazonaws.com"),
-            format!("https://ec2.{region}.amazonaws.com"),
-        ),
-    };
-    let client = aws::Aws {
-        region,
-        ebs_endpoint: ebs,
-        ec2_endpoint: ec2,
-        creds,
-        agent: ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build(),
-        attempts: a.attempts,
-    };
-    let sha = crate::output::sha256_file(&a.image)?;
-    // Re-running with the same image finds the AMI made before.
-    let found = client.ec2(&[
-        ("Action", "DescribeImages".into()),
-        ("Owner.1", "self".into()),
-        ("Filter.1.Name", "tag:atomicbuild:sha256".into()),
-        ("Filter.1.Value.1", sha.clone()),
-        ("Filter.2.Name", "name".into()),
-        ("Filter.2.Value.1", a.name.clone()),
-    ])?;
-    if let Some(id) = aws::xml_value(&found, "imageId") {
-        println!(
-            "{id} (already uploaded: an image named {} with this sha256 exists)",
-            a.name
-        );
-        return Ok(());
-    }
-    let mut tags = vec![("atomicbuild:sha256".to_string(), sha)];
+    let mut tags = Vec::new();
     for t in &a.tag {
         let (k, v) = t
             .split_once('=')
             .with_context(|| format!("--tag {t:?}: expected KEY=VALUE"))?;
         tags.push((k.to_string(), v.to_string()));
     }
-    let u = aws::Upload {
-        name: &a.name,
+    let target = AwsTarget {
+        name: a.name.clone(),
+        region: a.region.clone(),
+        profile: a.profile.clone(),
+        endpoint_url: a.endpoint_url.clone(),
         tags,
         boot_mode: a.boot_mode,
+        copy_to_regions: a.copy_to_region.clone(),
+        launch_permissions: a.launch_permission.clone(),
         threads: a.threads,
+        attempts: a.attempts,
         wait: Duration::from_secs(a.wait_secs),
     };
-    let t = std::time::Instant::now();
-    let progress = |done: u64, total: u64| {
-        if total > 0 && (done / aws::BLOCK).is_multiple_of(64) {
-            let rate = done as f64 / t.elapsed().as_secs_f64().max(0.001) / 1048576.0;
-            eprintln!("  {} / {} MiB at {rate:.1} MiB/s", done >> 20, total >> 20);
-        }
-    };
-    let r = aws::upload(&client, &a.image, &u, &progress)?;
-    eprintln!(
-        "uploaded {} blocks ({} MiB) in {:.1} s; snapshot {}",
-        r.blocks_written,
-        r.bytes_sent >> 20,
-        t.elapsed().as_secs_f64(),
-        r.snapshot_id
-    );
+    let r = target.upload(&a.image)?;
     println!("{}", r.image_id);
+    for (region, id) in &r.copies {
+        println!("{region} {id}");
+    }
+    Ok(())
+}
+
+/// The virtual size in a qcow2 header (big-endian u64 at offset 24).
+fn qcow2_virtual_size(p: &Path) -> Result<u64> {
+    use std::io::Read;
+    let mut h = [0u8; 32];
+    std::fs::File::open(p)?.read_exact(&mut h)?;
+    if &h[..4] != b"QFI\xfb" {
+        bail!("{} is not a qcow2 image", p.display());
+    }
+    Ok(u64::from_be_bytes(h[24..32].try_into().expect("8 bytes")))
+}
+
+impl OpenstackTarget {
+    /// Upload `image` (raw or qcow2) unless an identical image exists.
+    pub fn upload(&self, image: &Path) -> Result<Record> {
+        let cloud = openstack::Cloud::load(self.cloud.as_deref())?;
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout(Duration::from_secs(3600))
+            .build();
+        let s = openstack::Session::open(&cloud, agent)?;
+        let disk_format = match crate::qemu::image_format(image) {
+            "raw" => "raw",
+            "qcow2" => "qcow2",
+            other => bail!(
+                "{}: upload a .raw or .qcow2 image to Glance (not {other})",
+                image.display()
+            ),
+        };
+        let virtual_size = match disk_format {
+            "raw" => std::fs::metadata(image)?.len(),
+            _ => qcow2_virtual_size(image)?,
+        };
+        let spec = openstack::ImageSpec {
+            name: &self.name,
+            disk_format,
+            firmware: if self.firmware == crate::cli::Firmware::Uefi {
+                "uefi"
+            } else {
+                "bios"
+            },
+            min_disk_gib: virtual_size.div_ceil(1 << 30),
+            min_ram_mib: 1024,
+            os_distro: &self.os_distro,
+            os_version: &self.os_version,
+        };
+        let t = std::time::Instant::now();
+        let (id, uploaded) = openstack::upload(&s, image, &spec, self.wait)?;
+        if uploaded {
+            eprintln!(
+                "{id}: uploaded {} in {:.1} s; Glance's sha512 matches",
+                image.display(),
+                t.elapsed().as_secs_f64()
+            );
+        } else {
+            eprintln!(
+                "{id}: an active image named {} with this sha512 exists; nothing uploaded",
+                self.name
+            );
+        }
+        Ok(Record {
+            target: "openstack",
+            name: self.name.clone(),
+            file: file_name(image),
+            region: cloud.region.clone(),
+            cloud: self.cloud.clone(),
+            image_id: id,
+            copies: Default::default(),
+            uploaded,
+        })
+    }
+}
+
+/// `atomicbuild upload openstack`.
+pub fn upload_openstack(a: &UploadOpenstackArgs) -> Result<()> {
+    let target = OpenstackTarget {
+        name: a.name.clone(),
+        cloud: a.cloud.clone(),
+        firmware: a.firmware,
+        os_distro: a.os_distro.clone(),
+        os_version: a.os_version.clone(),
+        wait: Duration::from_secs(a.wait_secs),
+    };
+    println!("{}", target.upload(&a.image)?.image_id);
     Ok(())
 }
 
