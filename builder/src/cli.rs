@@ -209,6 +209,12 @@ pub struct BuildArgs {
     /// packages are still reused; apt verifies them).
     #[arg(long)]
     pub no_cache: bool,
+
+    /// After the build, run the manifest's [[upload]] entries (AWS AMIs,
+    /// Glance images) and record the image ids in OUTPUT/NAME-VERSION.json.
+    /// Credentials are checked before the build starts.
+    #[arg(long)]
+    pub upload: bool,
 }
 
 /// Options of `convert`.
@@ -247,7 +253,8 @@ pub struct ConvertArgs {
 }
 
 /// Firmware to boot with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Firmware {
     /// OVMF (UEFI), booting GRUB's BOOTX64.EFI from the ESP.
     Uefi,

@@ -21,18 +21,16 @@ pub mod stage;
 pub mod upload;
 pub mod verify;
 
+use std::path::Path;
+
 use anyhow::Result;
 
 /// Run the parsed command line.
 pub fn run(cli: cli::Cli) -> Result<()> {
     cmd::set_verbose(cli.verbose);
     match cli.command {
-        None => {
-            pipeline::build(&cli.build)?;
-        }
-        Some(cli::Command::Build(args)) => {
-            pipeline::build(&args)?;
-        }
+        None => build(&cli.build)?,
+        Some(cli::Command::Build(args)) => build(&args)?,
         Some(cli::Command::Validate { manifest }) => {
             let m = manifest::load(&manifest)?;
             println!(
@@ -95,6 +93,25 @@ pub fn run(cli: cli::Cli) -> Result<()> {
         Some(cli::Command::Upload(cli::UploadCommand::Openstack(args))) => {
             upload::upload_openstack(&args)?
         }
+    }
+    Ok(())
+}
+
+/// `atomicbuild build [--upload]`.
+fn build(args: &cli::BuildArgs) -> Result<()> {
+    let built = pipeline::build(args)?;
+    let m = manifest::load(args.manifest.as_deref().unwrap_or(Path::new("")))?;
+    if args.upload {
+        for r in upload::run_manifest(&m, &built.metadata)? {
+            let copies: String = r.copies.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+            println!("{} {} {}{copies}", r.target, r.name, r.image_id);
+        }
+    } else if !m.uploads.is_empty() {
+        eprintln!(
+            "{} has {} [[upload]] entries: pass --upload to run them",
+            args.manifest.as_deref().unwrap_or(Path::new("")).display(),
+            m.uploads.len()
+        );
     }
     Ok(())
 }

@@ -226,6 +226,9 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
         }
         None => None,
     };
+    if args.upload {
+        crate::upload::preflight(&m)?;
+    }
     preflight::check_build(&m)?;
     let progress = Progress::new();
     let epoch = source_date_epoch(&m)?;

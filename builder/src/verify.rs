@@ -98,6 +98,7 @@ pub fn verify(manifest_path: &Path, lock: &Path, output: &Path) -> Result<()> {
         keep_workdir: true,
         lock: Some(lock.to_owned()),
         no_cache: true,
+        upload: false,
     };
     eprintln!(
         "rebuilding {stem} from {} with SOURCE_DATE_EPOCH={epoch} in {}",

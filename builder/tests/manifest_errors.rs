@@ -369,6 +369,90 @@ fn unknown_output_format_lists_the_known_ones() {
     rejects(&t, &["output[0].format", "tarball", "qcow2", "vhd-dynamic"]);
 }
 
+#[test]
+fn upload_entries_are_checked() {
+    let t = format!(
+        "{}\n[[upload]]\ntarget = \"aws\"\nregion = \"Frankfurt\"\nformat = \"qcow2\"\ncloud = \"lab\"\ncopy_to_regions = [\"us-west-2\", \"us-west-2\"]\nlaunch_permissions = [\"12345\", \"all\"]\ntags = {{ \"aws:owner\" = \"me\" }}\n\n[[upload]]\ntarget = \"openstack\"\nformat = \"qcow2\"\nboot_mode = \"uefi\"\n\n[[upload]]\ntarget = \"aws\"\nname = \"x\"\n",
+        good()
+    );
+    rejects(
+        &t,
+        &[
+            "host.toml:33:1: upload[0].region",
+            "\"Frankfurt\" is not an AWS region name",
+            "upload[0].format",
+            "AWS snapshots are written from the raw image",
+            "upload[0].cloud",
+            "cloud is a setting of target = \"openstack\"",
+            "upload[0].copy_to_regions[1]",
+            "us-west-2 is listed twice",
+            "upload[0].launch_permissions[0]",
+            "neither a 12-digit AWS account id nor \"all\"",
+            "upload[0].tags.aws:owner",
+            "is reserved",
+            "upload[1].format",
+            "no [[output]] writes a qcow2 image",
+            "upload[1].boot_mode",
+            "boot_mode is a setting of target = \"aws\"",
+            "upload[2].name",
+            "\"x\" is not a valid AMI name",
+        ],
+    );
+    let t = format!("{}\n[[upload]]\ntarget = \"gcp\"\n", good());
+    rejects(&t, &["upload[0].target", "gcp", "aws", "openstack"]);
+}
+
+#[test]
+fn upload_entries_validate_and_build_upload_checks_credentials_first() {
+    let t = format!(
+        "{}\n[[output]]\nformat = \"qcow2\"\n\n[[upload]]\ntarget = \"aws\"\nregion = \"eu-central-1\"\ncopy_to_regions = [\"us-east-1\"]\nlaunch_permissions = [\"123456789012\"]\ntags = {{ team = \"infra\" }}\n\n[[upload]]\ntarget = \"openstack\"\nformat = \"qcow2\"\ncloud = \"lab\"\nfirmware = \"bios\"\n",
+        good()
+    );
+    let r = run_with(&t, "validate");
+    assert!(r.ok, "{}", r.stderr);
+    // --upload without credentials stops before any work; the instance
+    // metadata service is disabled, so nothing leaves 127.0.0.1.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ov")).unwrap();
+    let mf = dir.path().join("host.toml");
+    std::fs::write(&mf, &t).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
+        .args(["build", "--upload", "--manifest"])
+        .arg(&mf)
+        .arg("--output")
+        .arg(dir.path().join("out"))
+        .arg("--workdir")
+        .arg(dir.path().join("work"))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("upload[0] (aws t-1)") && err.contains("no AWS credentials"),
+        "{err}"
+    );
+    assert!(!dir.path().join("out").exists() && !dir.path().join("work").exists());
+    // --upload with no entries says so.
+    std::fs::write(&mf, good()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
+        .args(["build", "--upload", "--manifest"])
+        .arg(&mf)
+        .arg("--output")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("has no [[upload]] entries"),
+        "{err}"
+    );
+    assert!(!dir.path().join("out").exists());
+}
+
 /// `boot --firstboot-config` checks the config with the agent's own
 /// validator before starting QEMU, and names the field and position.
 #[test]

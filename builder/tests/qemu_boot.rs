@@ -14,6 +14,7 @@
 //! Needs root, network access to Debian's archive, and the packages
 //! `.ci/run` installs. One test function, so the image is built once.
 
+mod clouds;
 mod firstboot_vm;
 
 use std::collections::BTreeMap;
@@ -96,6 +97,17 @@ fn build_variant(
     work: &Path,
     edit: impl Fn(&str) -> String,
 ) -> serde_json::Value {
+    build_variant_with(manifest, dir, work, edit, |_| {}).0
+}
+
+/// The same, with extra arguments or environment; also returns stdout.
+fn build_variant_with(
+    manifest: &Path,
+    dir: &Path,
+    work: &Path,
+    edit: impl Fn(&str) -> String,
+    adjust: impl Fn(&mut Command),
+) -> (serde_json::Value, String) {
     let src = manifest.parent().unwrap();
     let shared = src.join("../../overlays/k8s-node").canonicalize().unwrap();
     if !dir.join("overlay").exists() {
@@ -115,24 +127,141 @@ fn build_variant(
     let variant = dir.join("host.toml");
     std::fs::write(&variant, edit(&text)).unwrap();
     let out = dir.join("out");
-    let o = build_cmd(&variant, &out, work).output().unwrap();
+    let mut c = build_cmd(&variant, &out, work);
+    adjust(&mut c);
+    let o = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
         o.status.success(),
         "building a variant failed:\n{}",
-        tail(&String::from_utf8_lossy(&o.stderr), 30)
+        tail(&stderr, 30)
     );
+    eprintln!("{}", tail(&stderr, 12));
     let stem = atomicbuild::manifest::load(&variant).unwrap().stem();
-    serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap()).unwrap()
+    let meta =
+        serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap()).unwrap();
+    (meta, String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// `--upload` of the test image: an AMI (copied to a second region) in
+/// moto and the qcow2 output in Glance (real Keystone + Glance), both ids
+/// recorded in the metadata, which SHA256SUMS still checks.
+fn upload_checks(
+    meta: &serde_json::Value,
+    out: &Path,
+    stdout: &str,
+    moto: &clouds::Moto,
+    os: &clouds::OpenStack,
+) {
+    let stem = format!(
+        "{}-{}",
+        meta["name"].as_str().unwrap(),
+        meta["version"].as_str().unwrap()
+    );
+    let ups = meta["uploads"].as_array().expect("uploads in the metadata");
+    assert_eq!(ups.len(), 2, "{}", meta["uploads"]);
+    let ami = ups[0]["image_id"].as_str().unwrap();
+    assert_eq!(
+        (ups[0]["target"].as_str(), ups[0]["region"].as_str()),
+        (Some("aws"), Some("us-east-1"))
+    );
+    let copy = ups[0]["copies"]["eu-west-1"].as_str().unwrap();
+    assert!(
+        ami.starts_with("ami-") && copy.starts_with("ami-"),
+        "{}",
+        meta["uploads"]
+    );
+    assert!(
+        stdout.contains(&format!("aws {stem} {ami} eu-west-1={copy}")),
+        "{stdout}"
+    );
+    let raw_sha = meta["artifacts"][0]["sha256"].as_str().unwrap();
+    for (region, id) in [("us-east-1", ami), ("eu-west-1", copy)] {
+        let d = clouds::ec2_in(
+            &moto.url(),
+            region,
+            &[("Action", "DescribeImages"), ("ImageId.1", id)],
+        );
+        assert!(
+            d.contains(&format!("<name>{stem}</name>")) && d.contains(raw_sha),
+            "{region}: {d}"
+        );
+    }
+    let gid = ups[1]["image_id"].as_str().unwrap();
+    assert_eq!(ups[1]["target"], "openstack");
+    assert_eq!(ups[1]["file"], format!("{stem}.qcow2"));
+    let img = os.glance(&os.demo_token(), &format!("/v2/images/{gid}"));
+    let qcow2 = std::fs::read(out.join(format!("{stem}.qcow2"))).unwrap();
+    use sha2::Digest;
+    assert_eq!(img["status"], "active", "{img}");
+    assert_eq!(img["disk_format"], "qcow2");
+    assert_eq!(
+        img["os_hash_value"],
+        hex::encode(sha2::Sha512::digest(&qcow2)).as_str()
+    );
+    assert_eq!(img["min_disk"], 4, "{img}");
+    assert_eq!(
+        (img["os_distro"].as_str(), img["os_version"].as_str()),
+        (Some("debian"), Some("12"))
+    );
+    let sums = Command::new("sha256sum")
+        .args(["-c", "--quiet", "SHA256SUMS"])
+        .current_dir(out)
+        .status()
+        .unwrap();
+    assert!(
+        sums.success(),
+        "SHA256SUMS no longer matches after the upload record"
+    );
 }
 
 /// A changed input redoes exactly the stages downstream of it.
 fn stage_invalidation(manifest: &Path, tmp: &Path, work: &Path, commit: &str, raw_sha: &str) {
     let dir = tmp.join("variant");
-    // A comment reaches no stage: every stage is reused, disk included, and
-    // the image is the same bytes.
-    let m = build_variant(manifest, &dir, work, |t| {
-        format!("{t}\n# a comment changes nothing\n")
-    });
+    // A comment and [[upload]] entries reach no stage: every stage is
+    // reused, disk included, and the image is the same bytes. The build
+    // runs with --upload against moto and a real Keystone + Glance.
+    let t = Instant::now();
+    let moto = clouds::Moto::start(tmp);
+    let os = clouds::OpenStack::start(&tmp.join("openstack"));
+    eprintln!(
+        "moto, keystone and glance up in {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
+    let clouds_yaml = tmp.join("clouds.yaml");
+    std::fs::write(
+        &clouds_yaml,
+        format!(
+            "clouds:\n  test:\n    region_name: RegionOne\n    auth:\n      auth_url: {}/v3\n      username: demo\n      password: {}\n      project_name: demo\n      user_domain_name: Default\n      project_domain_name: Default\n",
+            os.auth_url,
+            clouds::DEMO_PW
+        ),
+    )
+    .unwrap();
+    let uploads = format!(
+        "\n# a comment changes nothing\n[[upload]]\ntarget = \"aws\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\ncopy_to_regions = [\"eu-west-1\"]\n\n[[upload]]\ntarget = \"openstack\"\nformat = \"qcow2\"\ncloud = \"test\"\n",
+        moto.url()
+    );
+    let t = Instant::now();
+    let (m, stdout) = build_variant_with(
+        manifest,
+        &dir,
+        work,
+        |t| format!("{t}{uploads}"),
+        |c| {
+            c.arg("--upload")
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing-secret")
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("OS_CLIENT_CONFIG_FILE", &clouds_yaml)
+                .env_remove("OS_CLOUD");
+        },
+    );
+    eprintln!(
+        "cached build + uploads took {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
+    upload_checks(&m, &dir.join("out"), &stdout, &moto, &os);
     for s in ["install", "initramfs", "disk"] {
         assert_eq!(
             stage_entry(&m, s)["cached"],

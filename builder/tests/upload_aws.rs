@@ -10,87 +10,15 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+mod clouds;
+
+use clouds::{ec2, ec2_in, Moto};
 
 const BLOCK: u64 = 512 * 1024;
-
-fn moto_server() -> PathBuf {
-    std::env::var_os("ATOMICBUILD_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/atomicbuild-test-venv/bin/moto_server"))
-}
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start(dir: &Path) -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(moto_server())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-            // The request recording (with every block's body) goes to the
-            // test's directory, not the working directory.
-            .env("MOTO_RECORDER_FILEPATH", dir.join("moto_recording"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting moto_server (scripts/install-deps installs it)");
-        let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "moto did not start in 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Moto { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An unsigned EC2 Query call straight to moto (it does not check signatures
-/// from the test's side either; the upload itself signs everything).
-fn ec2(moto: &str, params: &[(&str, &str)]) -> String {
-    ec2_in(moto, "us-east-1", params)
-}
-
-/// The same in another region (moto takes it from the credential scope).
-fn ec2_in(moto: &str, region: &str, params: &[(&str, &str)]) -> String {
-    let mut body = String::from("Version=2016-11-15");
-    for (k, v) in params {
-        body.push_str(&format!("&{k}={v}"));
-    }
-    ureq::post(&format!("{moto}/"))
-        .set("content-type", "application/x-www-form-urlencoded")
-        .set(
-            "authorization",
-            &format!("AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/ec2/aws4_request, SignedHeaders=host, Signature=0"),
-        )
-        .send_string(&body)
-        .unwrap()
-        .into_string()
-        .unwrap()
-}
 
 fn ebs_get(moto: &str, path: &str) -> ureq::Response {
     ureq::get(&format!("{moto}{path}"))

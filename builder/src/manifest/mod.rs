@@ -9,6 +9,7 @@ mod locate;
 pub mod raw;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use locate::line_col;
-pub use raw::{Compression, Distro, Format, Platform};
+pub use raw::{Compression, Distro, Format, Platform, UploadTarget};
 
 /// A validated manifest with every default filled in.
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +52,41 @@ pub struct Manifest {
     pub outputs: Vec<Output>,
     /// First-boot agent settings.
     pub firstboot: Firstboot,
+    /// Cloud uploads (`--upload`).
+    pub uploads: Vec<Upload>,
+}
+
+/// One `[[upload]]` entry, defaults filled in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Upload {
+    /// Where it goes.
+    pub target: UploadTarget,
+    /// Image (AMI) name; default `NAME-VERSION`.
+    pub name: String,
+    /// Which file: the raw image or the qcow2 output.
+    pub format: Format,
+    /// AWS region (default: AWS_REGION).
+    pub region: Option<String>,
+    /// AWS credentials profile.
+    pub profile: Option<String>,
+    /// One endpoint for EBS and EC2 (emulators).
+    pub endpoint_url: Option<String>,
+    /// AMI boot mode.
+    pub boot_mode: crate::upload::aws::BootMode,
+    /// Regions the AMI is copied to.
+    pub copy_to_regions: Vec<String>,
+    /// Accounts (or `all`) that may launch the AMI.
+    pub launch_permissions: Vec<String>,
+    /// Extra AMI and snapshot tags.
+    pub tags: BTreeMap<String, String>,
+    /// clouds.yaml entry (default: $OS_CLOUD or the OS_* variables).
+    pub cloud: Option<String>,
+    /// Glance hw_firmware_type.
+    pub firmware: crate::cli::Firmware,
+    /// Glance os_distro.
+    pub os_distro: String,
+    /// Glance os_version.
+    pub os_version: String,
 }
 
 /// Package source.

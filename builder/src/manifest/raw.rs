@@ -28,6 +28,39 @@ pub struct RawManifest {
     pub output: Vec<RawOutput>,
     #[serde(default)]
     pub firstboot: RawFirstboot,
+    #[serde(default)]
+    pub upload: Vec<RawUpload>,
+}
+
+/// Where an `[[upload]]` entry goes.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadTarget {
+    /// An AMI through the EBS direct APIs.
+    Aws,
+    /// A Glance image.
+    Openstack,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpload {
+    pub target: UploadTarget,
+    pub name: Option<String>,
+    pub format: Option<Format>,
+    // AWS
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub boot_mode: Option<crate::upload::aws::BootMode>,
+    pub copy_to_regions: Option<Vec<String>>,
+    pub launch_permissions: Option<Vec<String>>,
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+    // OpenStack
+    pub cloud: Option<String>,
+    pub firmware: Option<crate::cli::Firmware>,
+    pub os_distro: Option<String>,
+    pub os_version: Option<String>,
 }
 
 /// Where the first-boot agent finds its configuration.

@@ -46,6 +46,7 @@ impl<'a> Validator<'a> {
             ostree,
             output,
             firstboot,
+            upload,
         } = raw;
 
         if !is_name(&image.name) {
@@ -163,6 +164,12 @@ impl<'a> Validator<'a> {
 
         let outputs = self.check_outputs(&output);
         let firstboot = self.check_firstboot(firstboot);
+        let uploads = self.check_uploads(
+            upload,
+            &outputs,
+            &format!("{}-{}", image.name, image.version),
+            base.as_ref(),
+        );
 
         if !self.problems.is_empty() {
             return None;
@@ -183,6 +190,7 @@ impl<'a> Validator<'a> {
             ostree,
             outputs,
             firstboot,
+            uploads,
         })
     }
 
@@ -438,6 +446,177 @@ impl<'a> Validator<'a> {
         }
     }
 
+    fn check_uploads(
+        &mut self,
+        upload: Vec<super::raw::RawUpload>,
+        outputs: &[Output],
+        stem: &str,
+        base: Option<&Base>,
+    ) -> Vec<super::Upload> {
+        use super::{Format as F, UploadTarget as T};
+        let mut out: Vec<super::Upload> = Vec::new();
+        for (i, u) in upload.into_iter().enumerate() {
+            let f = |k: &str| format!("upload[{i}].{k}");
+            let (mine, theirs) = match u.target {
+                T::Aws => ("aws", "openstack"),
+                T::Openstack => ("openstack", "aws"),
+            };
+            let aws_only = [
+                ("region", u.region.is_some()),
+                ("profile", u.profile.is_some()),
+                ("endpoint_url", u.endpoint_url.is_some()),
+                ("boot_mode", u.boot_mode.is_some()),
+                ("copy_to_regions", u.copy_to_regions.is_some()),
+                ("launch_permissions", u.launch_permissions.is_some()),
+                ("tags", u.tags.is_some()),
+            ];
+            let openstack_only = [
+                ("cloud", u.cloud.is_some()),
+                ("firmware", u.firmware.is_some()),
+                ("os_distro", u.os_distro.is_some()),
+                ("os_version", u.os_version.is_some()),
+            ];
+            let foreign = if u.target == T::Aws {
+                &openstack_only[..]
+            } else {
+                &aws_only[..]
+            };
+            for (k, _) in foreign.iter().filter(|(_, set)| *set) {
+                self.bad(
+                    f(k),
+                    format!("{k} is a setting of target = \"{theirs}\"; this entry uploads to {mine}: remove it"),
+                );
+            }
+            let name = u.name.clone().unwrap_or_else(|| stem.to_string());
+            let format = u.format.unwrap_or(F::Raw);
+            match (u.target, format) {
+                (_, F::Raw) => {}
+                (T::Aws, _) => self.bad(
+                    f("format"),
+                    "AWS snapshots are written from the raw image: remove format (or set \"raw\")",
+                ),
+                (T::Openstack, F::Qcow2) => {
+                    if !outputs.iter().any(|o| o.format == F::Qcow2) {
+                        self.bad(f("format"), "no [[output]] writes a qcow2 image: add [[output]] format = \"qcow2\", or upload the raw image");
+                    }
+                }
+                (T::Openstack, _) => self.bad(
+                    f("format"),
+                    "Glance gets the raw image or the qcow2 output: use \"raw\" or \"qcow2\"",
+                ),
+            }
+            if u.target == T::Aws && !is_ami_name(&name) {
+                self.bad(
+                    f("name"),
+                    format!("\"{name}\" is not a valid AMI name: 3 to 128 letters, digits and ( ) [ ] . / - ' @ _ or spaces"),
+                );
+            }
+            if name.is_empty() || name.len() > 255 {
+                self.bad(f("name"), "an image name needs 1 to 255 characters");
+            }
+            if let Some(r) = &u.region {
+                if !is_aws_region(r) {
+                    self.bad(
+                        f("region"),
+                        format!("\"{r}\" is not an AWS region name such as \"eu-central-1\""),
+                    );
+                }
+            }
+            let copies = u.copy_to_regions.unwrap_or_default();
+            for (j, r) in copies.iter().enumerate() {
+                if !is_aws_region(r) {
+                    self.bad(
+                        format!("upload[{i}].copy_to_regions[{j}]"),
+                        format!("\"{r}\" is not an AWS region name such as \"us-west-2\""),
+                    );
+                } else if copies[..j].contains(r) || u.region.as_ref() == Some(r) {
+                    self.bad(
+                        format!("upload[{i}].copy_to_regions[{j}]"),
+                        format!("{r} is listed twice (or is the upload's own region): remove it"),
+                    );
+                }
+            }
+            let perms = u.launch_permissions.unwrap_or_default();
+            for (j, a) in perms.iter().enumerate() {
+                if a != "all" && !(a.len() == 12 && a.chars().all(|c| c.is_ascii_digit())) {
+                    self.bad(
+                        format!("upload[{i}].launch_permissions[{j}]"),
+                        format!(
+                            "\"{a}\" is neither a 12-digit AWS account id nor \"all\" (public)"
+                        ),
+                    );
+                }
+            }
+            let tags = u.tags.unwrap_or_default();
+            for (k, v) in &tags {
+                if k.starts_with("aws:") || k == crate::upload::aws::SHA_TAG {
+                    self.bad(
+                        format!("upload[{i}].tags.{k}"),
+                        format!(
+                            "{k} is reserved (aws: by AWS, {} by atomicbuild)",
+                            crate::upload::aws::SHA_TAG
+                        ),
+                    );
+                } else if k.is_empty() || k.len() > 128 || v.len() > 256 {
+                    self.bad(
+                        format!("upload[{i}].tags.{k}"),
+                        "tag keys have 1 to 128 characters, values at most 256",
+                    );
+                }
+            }
+            if let Some(e) = &u.endpoint_url {
+                if !e.starts_with("http://") && !e.starts_with("https://") || !is_url(e) {
+                    self.bad(f("endpoint_url"), format!("\"{e}\" is not an http(s) URL"));
+                }
+            }
+            for (k, v) in [("cloud", &u.cloud), ("profile", &u.profile)] {
+                if v.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                    self.bad(f(k), format!("{k} is empty: name one or remove the key"));
+                }
+            }
+            let key = (u.target, u.region.clone(), u.cloud.clone(), name.clone());
+            if let Some(j) = out
+                .iter()
+                .position(|o| (o.target, o.region.clone(), o.cloud.clone(), o.name.clone()) == key)
+            {
+                self.bad(
+                    f("name"),
+                    format!("upload[{j}] already uploads {name} to the same place; remove one or rename"),
+                );
+            }
+            let (distro, release) = match base.map(|b| b.distro) {
+                Some(Distro::Fedora) => ("fedora", base.map(|b| b.release.clone())),
+                _ => (
+                    "debian",
+                    base.map(|b| {
+                        debian_version(&b.release)
+                            .map(String::from)
+                            .unwrap_or_else(|| b.release.clone())
+                    }),
+                ),
+            };
+            out.push(super::Upload {
+                target: u.target,
+                name,
+                format,
+                region: u.region,
+                profile: u.profile,
+                endpoint_url: u.endpoint_url,
+                boot_mode: u
+                    .boot_mode
+                    .unwrap_or(crate::upload::aws::BootMode::UefiPreferred),
+                copy_to_regions: copies,
+                launch_permissions: perms,
+                tags,
+                cloud: u.cloud,
+                firmware: u.firmware.unwrap_or(crate::cli::Firmware::Uefi),
+                os_distro: u.os_distro.unwrap_or_else(|| distro.to_string()),
+                os_version: u.os_version.or(release).unwrap_or_default(),
+            });
+        }
+        out
+    }
+
     fn check_outputs(&mut self, output: &[super::raw::RawOutput]) -> Vec<Output> {
         use super::{Compression as C, Format as F};
         let mut outputs: Vec<Output> = Vec::new();
@@ -598,6 +777,36 @@ impl<'a> Validator<'a> {
             osname: o.osname,
         }
     }
+}
+
+/// Debian's release names → the version Glance's os_version expects.
+fn debian_version(release: &str) -> Option<&'static str> {
+    Some(match release {
+        "bullseye" => "11",
+        "bookworm" => "12",
+        "trixie" => "13",
+        "forky" => "14",
+        _ => return None,
+    })
+}
+
+/// `us-east-1`, `eu-central-2`, `us-gov-west-1`, `ap-southeast-5`.
+fn is_aws_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+/// Characters AWS allows in AMI names (3 to 128 of them).
+fn is_ami_name(s: &str) -> bool {
+    (3..=128).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c))
 }
 
 fn is_name(s: &str) -> bool {

@@ -215,7 +215,10 @@ pub fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
 }
 
 /// Firmware the AMI boots with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum BootMode {
     /// UEFI only.
     Uefi,

@@ -409,6 +409,140 @@ pub fn upload_openstack(a: &UploadOpenstackArgs) -> Result<()> {
     Ok(())
 }
 
+/// One `[[upload]]` entry, ready to run.
+enum Target {
+    Aws(AwsTarget),
+    Openstack(OpenstackTarget),
+}
+
+impl Target {
+    fn from_manifest(u: &crate::manifest::Upload) -> Target {
+        use crate::manifest::UploadTarget as T;
+        let wait = Duration::from_secs(1800);
+        match u.target {
+            T::Aws => Target::Aws(AwsTarget {
+                name: u.name.clone(),
+                region: u.region.clone(),
+                profile: u.profile.clone(),
+                endpoint_url: u.endpoint_url.clone(),
+                tags: u.tags.clone().into_iter().collect(),
+                boot_mode: u.boot_mode,
+                copy_to_regions: u.copy_to_regions.clone(),
+                launch_permissions: u.launch_permissions.clone(),
+                threads: 8,
+                attempts: 6,
+                wait,
+            }),
+            T::Openstack => Target::Openstack(OpenstackTarget {
+                name: u.name.clone(),
+                cloud: u.cloud.clone(),
+                firmware: u.firmware,
+                os_distro: u.os_distro.clone(),
+                os_version: u.os_version.clone(),
+                wait,
+            }),
+        }
+    }
+
+    /// Can it run at all (credentials, region, cloud configuration)? No
+    /// network, except an EC2 instance's metadata service.
+    fn check(&self) -> Result<()> {
+        match self {
+            Target::Aws(a) => a.client().map(|_| ()),
+            Target::Openstack(o) => openstack::Cloud::load(o.cloud.as_deref()).map(|_| ()),
+        }
+    }
+
+    fn upload(&self, image: &Path) -> Result<Record> {
+        match self {
+            Target::Aws(a) => a.upload(image),
+            Target::Openstack(o) => o.upload(image),
+        }
+    }
+}
+
+fn entry_label(i: usize, u: &crate::manifest::Upload) -> String {
+    format!(
+        "upload[{i}] ({} {})",
+        serde_json::to_value(u.target)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        u.name
+    )
+}
+
+/// Before a build with `--upload`: every entry can authenticate.
+pub fn preflight(m: &crate::manifest::Manifest) -> Result<()> {
+    if m.uploads.is_empty() {
+        bail!(
+            "--upload: {} has no [[upload]] entries (see README: Manifest reference)",
+            m.path.display()
+        );
+    }
+    for (i, u) in m.uploads.iter().enumerate() {
+        Target::from_manifest(u)
+            .check()
+            .with_context(|| format!("{} in {}", entry_label(i, u), m.path.display()))?;
+    }
+    Ok(())
+}
+
+/// After a build: run every `[[upload]]` entry in order and record what
+/// each made in the build metadata (also when a later entry fails).
+pub fn run_manifest(m: &crate::manifest::Manifest, metadata: &Path) -> Result<Vec<Record>> {
+    let out_dir = metadata.parent().unwrap_or(Path::new("."));
+    let mut records = Vec::new();
+    let mut failure = None;
+    for (i, u) in m.uploads.iter().enumerate() {
+        let file = match u.format {
+            crate::manifest::Format::Raw => out_dir.join(format!("{}.raw", m.stem())),
+            f => {
+                let o = m
+                    .outputs
+                    .iter()
+                    .find(|o| o.format == f)
+                    .context("validated: the format has an output")?;
+                out_dir.join(o.file_name(&m.stem()))
+            }
+        };
+        eprintln!("==> {} from {}", entry_label(i, u), file.display());
+        match Target::from_manifest(u).upload(&file) {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                failure = Some(e.context(entry_label(i, u)));
+                break;
+            }
+        }
+    }
+    record(metadata, &records)?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(records),
+    }
+}
+
+/// Put the records into NAME-VERSION.json (key `uploads`) and its line of
+/// SHA256SUMS, both replaced atomically.
+fn record(metadata: &Path, records: &[Record]) -> Result<()> {
+    let mut meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(metadata).with_context(|| format!("reading {}", metadata.display()))?,
+    )?;
+    meta["uploads"] = serde_json::to_value(records)?;
+    crate::fsutil::write_atomic(metadata, &serde_json::to_vec_pretty(&meta)?)?;
+    let sums_path = metadata.with_file_name("SHA256SUMS");
+    let name = file_name(metadata);
+    let sum = crate::output::sha256_file(metadata)?;
+    let old = std::fs::read_to_string(&sums_path).unwrap_or_default();
+    let mut lines: Vec<String> = old
+        .lines()
+        .filter(|l| l.split_once("  ").map(|(_, f)| f) != Some(name.as_str()))
+        .map(String::from)
+        .collect();
+    lines.push(format!("{sum}  {name}"));
+    crate::fsutil::write_atomic(&sums_path, (lines.join("\n") + "\n").as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
