@@ -118,29 +118,20 @@ impl Drop for StageProgress {
 /// end. Shared by upload threads.
 pub struct Transfer {
     what: String,
-    bar: Option<ProgressBar>,
+    tty: bool,
+    /// Made at the first update, when the total is known.
+    bar: std::sync::OnceLock<ProgressBar>,
     start: Instant,
     last_plain: std::sync::Mutex<Instant>,
 }
 
 impl Transfer {
-    /// Start reporting `what` (the total may come later, with `update`).
-    pub fn new(what: &str, total: u64) -> Transfer {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = ProgressBar::new(total);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            b.set_prefix(what.to_string());
-            b
-        });
+    /// Start reporting `what` (the total comes with each `update`).
+    pub fn new(what: &str) -> Transfer {
         Transfer {
             what: what.to_string(),
-            bar,
+            tty: std::io::stderr().is_terminal(),
+            bar: std::sync::OnceLock::new(),
             start: Instant::now(),
             last_plain: std::sync::Mutex::new(Instant::now()),
         }
@@ -148,7 +139,19 @@ impl Transfer {
 
     /// `done` of `total` bytes are through.
     pub fn update(&self, done: u64, total: u64) {
-        if let Some(b) = &self.bar {
+        if self.tty {
+            let b = self.bar.get_or_init(|| {
+                let b = ProgressBar::new(total);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                b.set_prefix(self.what.clone());
+                b
+            });
             b.set_length(total);
             b.set_position(done);
             return;
@@ -179,7 +182,7 @@ impl Transfer {
 
     /// The transfer is over; returns its duration.
     pub fn finish(&self) -> Duration {
-        if let Some(b) = &self.bar {
+        if let Some(b) = self.bar.get() {
             b.finish_and_clear();
         }
         self.start.elapsed()
@@ -188,7 +191,7 @@ impl Transfer {
 
 impl Drop for Transfer {
     fn drop(&mut self) {
-        if let Some(b) = &self.bar {
+        if let Some(b) = self.bar.get() {
             b.finish_and_clear();
         }
     }

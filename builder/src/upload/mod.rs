@@ -246,7 +246,7 @@ impl AwsTarget {
                     threads: self.threads,
                     wait: self.wait,
                 };
-                let transfer = crate::progress::Transfer::new("uploading blocks", 0);
+                let transfer = crate::progress::Transfer::new("uploading blocks");
                 let progress = |done: u64, total: u64| transfer.update(done, total);
                 let r = aws::upload(&client, image, &u, &progress)?;
                 let secs = transfer.finish().as_secs_f64();
@@ -546,6 +546,44 @@ fn record(metadata: &Path, records: &[Record]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_records_replace_the_metadata_and_its_checksum_line() {
+        let d = tempfile::tempdir().unwrap();
+        let meta = d.path().join("x-1.json");
+        std::fs::write(&meta, r#"{"name": "x", "uploads": [{"old": true}]}"#).unwrap();
+        std::fs::write(d.path().join("x-1.raw"), b"disk").unwrap();
+        let raw_sum = crate::output::sha256_file(&d.path().join("x-1.raw")).unwrap();
+        std::fs::write(
+            d.path().join("SHA256SUMS"),
+            format!("{raw_sum}  x-1.raw\n{}  x-1.json\n", "0".repeat(64)),
+        )
+        .unwrap();
+        let r = Record {
+            target: "aws",
+            name: "x-1".into(),
+            file: "x-1.raw".into(),
+            region: Some("us-east-1".into()),
+            cloud: None,
+            image_id: "ami-1".into(),
+            copies: [("eu-west-1".to_string(), "ami-2".to_string())].into(),
+            uploaded: true,
+        };
+        record(&meta, &[r]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        assert_eq!(v["name"], "x");
+        assert_eq!(v["uploads"].as_array().unwrap().len(), 1);
+        assert_eq!(v["uploads"][0]["copies"]["eu-west-1"], "ami-2");
+        assert!(v["uploads"][0].get("cloud").is_none());
+        let sums = std::fs::read_to_string(d.path().join("SHA256SUMS")).unwrap();
+        assert_eq!(sums.lines().count(), 2, "{sums}");
+        let ok = std::process::Command::new("sha256sum")
+            .args(["-c", "--quiet", "SHA256SUMS"])
+            .current_dir(d.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{sums}");
+    }
 
     #[test]
     fn profiles_are_read_from_the_credentials_file() {

@@ -323,10 +323,21 @@ pub fn upload(
         "/v2/images?name={}",
         crate::upload::sigv4::uri_encode(spec.name, false)
     ))?;
-    for img in existing["images"].as_array().cloned().unwrap_or_default() {
+    let images = existing["images"].as_array().cloned().unwrap_or_default();
+    for img in &images {
         if img["status"] == "active" && img["os_hash_value"] == ours.as_str() {
             return Ok((img["id"].as_str().unwrap_or_default().to_string(), false));
         }
+    }
+    // An upload that was killed leaves its image queued (or saving).
+    for img in images.iter().filter(|i| i["status"] != "active") {
+        eprintln!(
+            "warning: image {} named {} is {} (an interrupted upload?); delete it with `openstack image delete {}`",
+            img["id"].as_str().unwrap_or("?"),
+            spec.name,
+            img["status"].as_str().unwrap_or("?"),
+            img["id"].as_str().unwrap_or("?"),
+        );
     }
     let body = serde_json::json!({
         "name": spec.name,
@@ -367,7 +378,7 @@ pub fn upload(
 fn put_and_verify(s: &Session, id: &str, image: &Path, ours: &str, wait: Duration) -> Result<()> {
     let f = File::open(image)?;
     let len = f.metadata()?.len();
-    let transfer = crate::progress::Transfer::new("uploading", len);
+    let transfer = crate::progress::Transfer::new("uploading");
     let mut reader = Hashing {
         inner: crate::progress::TransferReader {
             inner: f,

@@ -90,8 +90,8 @@ pub const ADMIN_PW: &str = "admin-secret-7c1";
 pub const GLANCE_PW: &str = "glance-secret-2b9";
 pub const DEMO_PW: &str = "demo-secret-9f4";
 pub const APPCRED_SECRET: &str = "appcred-secret-5d3";
-/// Glance refuses image data above this (the failure case uploads more).
-pub const SIZE_CAP: u64 = 32 << 20;
+/// Glance refuses image data above this, unless the test sets its own.
+pub const SIZE_CAP: u64 = 8 << 30;
 
 pub fn venv() -> PathBuf {
     std::env::var_os("ATOMICBUILD_OPENSTACK_VENV")
@@ -250,6 +250,11 @@ pub struct OpenStack {
 impl OpenStack {
     /// Set up and start both (about 20 s), provisioned.
     pub fn start(dir: &Path) -> OpenStack {
+        Self::start_with_cap(dir, SIZE_CAP)
+    }
+
+    /// The same, with Glance refusing image data above `size_cap` bytes.
+    pub fn start_with_cap(dir: &Path, size_cap: u64) -> OpenStack {
         let (ks_port, gl_port) = (free_port(), free_port());
         let auth_url = format!("http://127.0.0.1:{ks_port}");
         let glance_url = format!("http://127.0.0.1:{gl_port}");
@@ -289,7 +294,7 @@ impl OpenStack {
             g.join("glance-api.conf"),
             format!(
                 "[DEFAULT]\nlog_file = {gd}/glance-api.log\nuse_stderr = false\n\
-                 image_size_cap = {SIZE_CAP}\nnode_staging_uri = file://{gd}/staging\n\
+                 image_size_cap = {size_cap}\nnode_staging_uri = file://{gd}/staging\n\
                  worker_self_reference_url = {glance_url}\n\
                  [paste_deploy]\nconfig_file = {paste}\nflavor = keystone\n\
                  [database]\nconnection = sqlite:///{gd}/glance.sqlite\n\
