@@ -21,8 +21,6 @@ pub mod stage;
 pub mod upload;
 pub mod verify;
 
-use std::path::Path;
-
 use anyhow::Result;
 
 /// Run the parsed command line.
@@ -100,16 +98,16 @@ pub fn run(cli: cli::Cli) -> Result<()> {
 /// `atomicbuild build [--upload]`.
 fn build(args: &cli::BuildArgs) -> Result<()> {
     let built = pipeline::build(args)?;
-    let m = manifest::load(args.manifest.as_deref().unwrap_or(Path::new("")))?;
+    let m = &built.manifest;
     if args.upload {
-        for r in upload::run_manifest(&m, &built.metadata)? {
+        for r in upload::run_manifest(m, &built.metadata)? {
             let copies: String = r.copies.iter().map(|(k, v)| format!(" {k}={v}")).collect();
             println!("{} {} {}{copies}", r.target, r.name, r.image_id);
         }
     } else if !m.uploads.is_empty() {
         eprintln!(
             "{} has {} [[upload]] entries: pass --upload to run them",
-            args.manifest.as_deref().unwrap_or(Path::new("")).display(),
+            m.path.display(),
             m.uploads.len()
         );
     }

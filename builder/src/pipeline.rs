@@ -144,7 +144,8 @@ fn file_identity(p: &Path) -> Option<String> {
 
 /// The outputs in `out_dir` if they were built from exactly these inputs and
 /// have not been touched since.
-fn up_to_date(out_dir: &Path, stem: &str, key: &str) -> Option<Built> {
+fn up_to_date(out_dir: &Path, m: &manifest::Manifest, key: &str) -> Option<Built> {
+    let stem = &m.stem();
     let meta_path = out_dir.join(format!("{stem}.json"));
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).ok()?).ok()?;
     if meta["inputs_key"].as_str()? != key {
@@ -167,6 +168,7 @@ fn up_to_date(out_dir: &Path, stem: &str, key: &str) -> Option<Built> {
         }
     }
     Some(Built {
+        manifest: m.clone(),
         raw,
         metadata: meta_path,
         lock,
@@ -175,6 +177,8 @@ fn up_to_date(out_dir: &Path, stem: &str, key: &str) -> Option<Built> {
 
 /// What a finished build produced.
 pub struct Built {
+    /// The manifest as it was read for this build.
+    pub manifest: manifest::Manifest,
     /// Path of the raw image.
     pub raw: PathBuf,
     /// Path of the metadata JSON.
@@ -235,7 +239,7 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
     let tools = tool_versions();
     let key = inputs_key(&m, lock.as_ref(), epoch, &tools)?;
     if !args.no_cache {
-        if let Some(b) = up_to_date(&args.output, &m.stem(), &key) {
+        if let Some(b) = up_to_date(&args.output, &m, &key) {
             progress.println(&format!(
                 "up to date: {} was built from exactly these inputs and is unchanged (pass --no-cache to rebuild)",
                 b.raw.display()
@@ -411,6 +415,7 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
         &commit.checksum[..12],
     ));
     Ok(Built {
+        manifest: m,
         raw: raw_final,
         metadata: meta_final,
         lock: lock_final,

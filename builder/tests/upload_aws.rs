@@ -293,6 +293,47 @@ fn upload_to_moto_reads_back_registers_retries_and_cleans_up() {
         "the re-run uploaded blocks"
     );
 
+    // The name taken by other contents: refused before any block is sent.
+    let other = d.path().join("other.raw");
+    std::fs::copy(&img, &other).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&other)
+        .unwrap()
+        .write_all_at(b"changed", 7 * BLOCK)
+        .unwrap();
+    let p4 = proxy(moto.port, vec![]);
+    let o = upload(
+        &format!("http://127.0.0.1:{}", p4.port),
+        &other,
+        "abtest-ami",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a second image got the same AMI name");
+    assert!(
+        err.contains(&format!("already exists in us-east-1 ({ami}"))
+            && err.contains("other contents"),
+        "{err}"
+    );
+    assert_eq!(
+        p4.seen_blocks.load(Ordering::SeqCst),
+        0,
+        "blocks were sent for a doomed upload"
+    );
+
+    // A profile that is named must exist (no fall-through to the
+    // instance's role, which moto's IMDS would hand out).
+    let o = upload_cmd(&m, &img, "abtest-profile")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &m)
+        .args(["--profile", "nope"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("AWS profile [nope]"),
+        "{err}"
+    );
+
     // A hard failure mid-upload: no AMI under the name, the snapshot is gone.
     let before = ec2(&m, &[("Action", "DescribeSnapshots")])
         .matches("<snapshotId>")

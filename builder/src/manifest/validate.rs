@@ -506,9 +506,18 @@ impl<'a> Validator<'a> {
                 ),
             }
             if u.target == T::Aws && !is_ami_name(&name) {
+                // The default name comes from the image version, which may
+                // hold characters AMI names do not allow.
+                let (field, whose) = match u.name {
+                    Some(_) => ("name", ""),
+                    None => (
+                        "target",
+                        " (the default name, image.name-image.version): set name = to one that is",
+                    ),
+                };
                 self.bad(
-                    f("name"),
-                    format!("\"{name}\" is not a valid AMI name: 3 to 128 letters, digits and ( ) [ ] . / - ' @ _ or spaces"),
+                    f(field),
+                    format!("\"{name}\" is not a valid AMI name{whose}: 3 to 128 letters, digits and ( ) [ ] . / - ' @ _ or spaces"),
                 );
             }
             if name.is_empty() || name.len() > 255 {
@@ -574,11 +583,27 @@ impl<'a> Validator<'a> {
                     self.bad(f(k), format!("{k} is empty: name one or remove the key"));
                 }
             }
-            let key = (u.target, u.region.clone(), u.cloud.clone(), name.clone());
-            if let Some(j) = out
-                .iter()
-                .position(|o| (o.target, o.region.clone(), o.cloud.clone(), o.name.clone()) == key)
-            {
+            // The same name in the same place (another profile or endpoint
+            // may be another account).
+            let place = |o: &super::Upload| {
+                (
+                    o.target,
+                    o.region.clone(),
+                    o.cloud.clone(),
+                    o.profile.clone(),
+                    o.endpoint_url.clone(),
+                    o.name.clone(),
+                )
+            };
+            let key = (
+                u.target,
+                u.region.clone(),
+                u.cloud.clone(),
+                u.profile.clone(),
+                u.endpoint_url.clone(),
+                name.clone(),
+            );
+            if let Some(j) = out.iter().position(|o| place(o) == key) {
                 self.bad(
                     f("name"),
                     format!("upload[{j}] already uploads {name} to the same place; remove one or rename"),

@@ -2,7 +2,7 @@
 //! configuration file: `clouds: NAME: {auth_type, auth: {...}, region_name,
 //! interface}`. Looked up where openstacksdk looks: `$OS_CLIENT_CONFIG_FILE`,
 //! `./clouds.yaml`, `~/.config/openstack/clouds.yaml`,
-//! `/etc/openstack/clouds.yaml` (the first that exists); values in
+//! `/etc/openstack/clouds.yaml`, each also as `.yml` (the first that exists); values in
 //! `secure.yaml` (same places, `$OS_CLIENT_SECURE_FILE`) win.
 
 use std::path::{Path, PathBuf};
@@ -19,14 +19,19 @@ pub fn candidates(name: &str, env_var: &str) -> Vec<PathBuf> {
     if let Some(f) = env(env_var) {
         out.push(PathBuf::from(f));
     }
-    out.push(PathBuf::from(format!("{name}.yaml")));
+    let mut dirs = vec![PathBuf::new()];
     let config = env("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| env("HOME").map(|h| Path::new(&h).join(".config")));
     if let Some(c) = config {
-        out.push(c.join(format!("openstack/{name}.yaml")));
+        dirs.push(c.join("openstack"));
     }
-    out.push(PathBuf::from(format!("/etc/openstack/{name}.yaml")));
+    dirs.push(PathBuf::from("/etc/openstack"));
+    for d in dirs {
+        for ext in ["yaml", "yml"] {
+            out.push(d.join(format!("{name}.{ext}")));
+        }
+    }
     out
 }
 
@@ -98,9 +103,12 @@ impl Entry<'_> {
                     user_domain: self
                         .get("auth.user_domain_name")
                         .or_else(|| self.get("auth.user_domain_id"))
+                        .or_else(|| self.get("auth.domain_name"))
+                        .or_else(|| self.get("auth.domain_id"))
                         .unwrap_or_else(|| "Default".into()),
-                    project_is_id: project_name.is_none() && project_id.is_some(),
-                    project: project_name.or(project_id).with_context(|| {
+                    // An id names the project alone, as keystoneauth does it.
+                    project_is_id: project_id.is_some(),
+                    project: project_id.or(project_name).with_context(|| {
                         format!(
                             "{}: cloud {:?} has neither auth.project_name nor auth.project_id",
                             self.file.display(),
@@ -110,6 +118,8 @@ impl Entry<'_> {
                     project_domain: self
                         .get("auth.project_domain_name")
                         .or_else(|| self.get("auth.project_domain_id"))
+                        .or_else(|| self.get("auth.domain_name"))
+                        .or_else(|| self.get("auth.domain_id"))
                         .unwrap_or_else(|| "Default".into()),
                 }
             }

@@ -24,15 +24,19 @@ pub fn aws_credentials(profile: Option<&str>) -> Result<Credentials> {
             session_token: env("AWS_SESSION_TOKEN"),
         });
     }
-    let profile = profile
-        .map(String::from)
-        .or_else(|| env("AWS_PROFILE"))
-        .unwrap_or_else(|| "default".into());
+    // A profile named by the user must exist: falling through to the
+    // instance's role would act in another account.
+    let named = profile.map(String::from).or_else(|| env("AWS_PROFILE"));
+    let profile = named.clone().unwrap_or_else(|| "default".into());
     let file = env("AWS_SHARED_CREDENTIALS_FILE")
         .map(std::path::PathBuf::from)
         .or_else(|| env("HOME").map(|h| Path::new(&h).join(".aws/credentials")));
-    if let Some(file) = file.filter(|f| f.is_file()) {
-        let text = std::fs::read_to_string(&file)?;
+    let shown = file
+        .as_ref()
+        .map(|f| f.display().to_string())
+        .unwrap_or_else(|| "~/.aws/credentials".into());
+    if let Some(file) = file.as_ref().filter(|f| f.is_file()) {
+        let text = std::fs::read_to_string(file)?;
         let sec = ini_section(&text, &profile);
         if let (Some(a), Some(s)) = (
             sec.get("aws_access_key_id"),
@@ -44,6 +48,9 @@ pub fn aws_credentials(profile: Option<&str>) -> Result<Credentials> {
                 session_token: sec.get("aws_session_token").cloned(),
             });
         }
+    }
+    if named.is_some() {
+        bail!("AWS profile [{profile}] has no aws_access_key_id/aws_secret_access_key in {shown}");
     }
     imds_credentials().map_err(|e| {
         anyhow::anyhow!("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, add profile [{profile}] to ~/.aws/credentials (or pass --profile), or run on an EC2 instance with an IAM role (instance metadata: {e:#})")
@@ -230,13 +237,22 @@ impl AwsTarget {
         let sha = crate::output::sha256_file(image)?;
         let mut tags = vec![(aws::SHA_TAG.to_string(), sha.clone())];
         tags.extend(self.tags.iter().cloned());
-        let (image_id, uploaded) = match aws::find_image(&client, &self.name, &sha)? {
-            Some(id) => {
+        // A name taken by other contents, here or in a copy region, stops
+        // the upload before any block is sent.
+        for region in self.copy_to_regions.iter().filter(|r| **r != client.region) {
+            aws::identical_image(
+                &self.client_in(region, client.creds.clone()),
+                &self.name,
+                &sha,
+            )?;
+        }
+        let (image_id, uploaded) = match aws::identical_image(&client, &self.name, &sha)? {
+            Some(f) => {
                 eprintln!(
-                    "{id}: an AMI named {} with this sha256 exists in {}; nothing uploaded",
-                    self.name, client.region
+                    "{}: an AMI named {} with this sha256 exists in {} ({}); nothing uploaded",
+                    f.id, self.name, client.region, f.state
                 );
-                (id, false)
+                (f.id, false)
             }
             None => {
                 let u = aws::Upload {
@@ -334,23 +350,54 @@ fn qcow2_virtual_size(p: &Path) -> Result<u64> {
     Ok(u64::from_be_bytes(h[24..32].try_into().expect("8 bytes")))
 }
 
+/// Idle timeouts only: an upload may take hours, a stalled one fails.
+fn openstack_agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(10))
+        .timeout_read(Duration::from_secs(600))
+        .timeout_write(Duration::from_secs(600))
+        .build()
+}
+
+/// `raw` or `qcow2`, from the file's first bytes; compressed files and
+/// other disk formats are refused with what they are.
+fn glance_disk_format(p: &Path) -> Result<&'static str> {
+    use std::io::Read;
+    let mut head = [0u8; 512];
+    let mut f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+    let n = f.read(&mut head)?;
+    let head = &head[..n];
+    let what = if head.starts_with(b"QFI\xfb") {
+        return Ok("qcow2");
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        "xz-compressed"
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        "zstd-compressed"
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        "gzip-compressed"
+    } else if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") {
+        "a VMDK"
+    } else if head.starts_with(b"<<< ") {
+        "a VDI"
+    } else if head.starts_with(b"conectix") {
+        "a dynamic VHD"
+    } else if head.len() > 262 && &head[257..262] == b"ustar" {
+        "a tar archive (an OVA?)"
+    } else {
+        return Ok("raw");
+    };
+    bail!(
+        "{} is {what}: upload the .raw image or the .qcow2 output to Glance",
+        p.display()
+    )
+}
+
 impl OpenstackTarget {
     /// Upload `image` (raw or qcow2) unless an identical image exists.
     pub fn upload(&self, image: &Path) -> Result<Record> {
         let cloud = openstack::Cloud::load(self.cloud.as_deref())?;
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(10))
-            .timeout(Duration::from_secs(3600))
-            .build();
-        let s = openstack::Session::open(&cloud, agent)?;
-        let disk_format = match crate::qemu::image_format(image) {
-            "raw" => "raw",
-            "qcow2" => "qcow2",
-            other => bail!(
-                "{}: upload a .raw or .qcow2 image to Glance (not {other})",
-                image.display()
-            ),
-        };
+        let disk_format = glance_disk_format(image)?;
+        let s = openstack::Session::open(&cloud, openstack_agent())?;
         let virtual_size = match disk_format {
             "raw" => std::fs::metadata(image)?.len(),
             _ => qcow2_virtual_size(image)?,
@@ -444,13 +491,22 @@ impl Target {
         }
     }
 
-    /// Can it run at all (credentials, region, cloud configuration)? No
-    /// network, except an EC2 instance's metadata service.
+    /// Can it run at all? Authenticates (a Keystone token with the image
+    /// endpoint; a signed DescribeRegions) so that a wrong password is
+    /// found before a long build, not after it.
     fn check(&self) -> Result<()> {
         match self {
-            Target::Aws(a) => a.client().map(|_| ()),
-            Target::Openstack(o) => openstack::Cloud::load(o.cloud.as_deref()).map(|_| ()),
+            Target::Aws(a) => {
+                a.client()?
+                    .ec2(&[("Action", "DescribeRegions".into())])
+                    .context("checking the AWS credentials")?;
+            }
+            Target::Openstack(o) => {
+                let cloud = openstack::Cloud::load(o.cloud.as_deref())?;
+                openstack::Session::open(&cloud, openstack_agent())?;
+            }
         }
+        Ok(())
     }
 
     fn upload(&self, image: &Path) -> Result<Record> {
@@ -583,6 +639,27 @@ mod tests {
             .status()
             .unwrap();
         assert!(ok.success(), "{sums}");
+    }
+
+    #[test]
+    fn glance_gets_raw_or_qcow2_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[u8], Option<&str>); 5] = [
+            ("a.qcow2", b"QFI\xfb\0\0\0\x03", Some("qcow2")),
+            ("a.raw", &[0u8; 600], Some("raw")),
+            ("a.raw.xz", &[0xfd, b'7', b'z', b'X', b'Z', 0, 1], None),
+            ("a.raw.zst", &[0x28, 0xb5, 0x2f, 0xfd, 9], None),
+            ("a.vmdk", b"KDMV\x01\0\0\0", None),
+        ];
+        for (name, bytes, want) in cases {
+            let p = d.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            match (glance_disk_format(&p), want) {
+                (Ok(f), Some(w)) => assert_eq!(f, w, "{name}"),
+                (Err(e), None) => assert!(e.to_string().contains("upload the .raw"), "{e}"),
+                (r, w) => panic!("{name}: {r:?}, expected {w:?}"),
+            }
+        }
     }
 
     #[test]

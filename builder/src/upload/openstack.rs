@@ -85,6 +85,7 @@ impl Cloud {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let auth_url =
             env("OS_AUTH_URL").context("OS_AUTH_URL is not set (source your cloud's openrc)")?;
+        let project_id = env("OS_PROJECT_ID").or_else(|| env("OS_TENANT_ID"));
         let auth = if let (Some(id), Some(secret)) = (
             env("OS_APPLICATION_CREDENTIAL_ID"),
             env("OS_APPLICATION_CREDENTIAL_SECRET"),
@@ -97,10 +98,12 @@ impl Cloud {
                 user_domain: env("OS_USER_DOMAIN_NAME")
                     .or_else(|| env("OS_USER_DOMAIN_ID"))
                     .unwrap_or_else(|| "Default".into()),
-                project_is_id: env("OS_PROJECT_NAME").is_none() && env("OS_PROJECT_ID").is_some(),
-                project: env("OS_PROJECT_NAME")
+                // An id names the project alone (no domain needed), as
+                // keystoneauth does it.
+                project_is_id: project_id.is_some(),
+                project: project_id
+                    .or_else(|| env("OS_PROJECT_NAME"))
                     .or_else(|| env("OS_TENANT_NAME"))
-                    .or_else(|| env("OS_PROJECT_ID"))
                     .context("OS_PROJECT_NAME (or OS_PROJECT_ID) is not set")?,
                 project_domain: env("OS_PROJECT_DOMAIN_NAME")
                     .or_else(|| env("OS_PROJECT_DOMAIN_ID"))
@@ -158,7 +161,11 @@ pub fn token_request(auth: &Auth) -> serde_json::Value {
 /// An authenticated session: the token and the image endpoint.
 pub struct Session {
     agent: ureq::Agent,
-    token: String,
+    cloud: Cloud,
+    /// Renewed when Glance says it expired (long uploads outlive tokens).
+    token: std::sync::Mutex<String>,
+    /// The project the token is scoped to (the images' owner).
+    project_id: Option<String>,
     /// Glance's base URL (without `/v2`).
     pub image_url: String,
 }
@@ -213,55 +220,88 @@ fn http_error(what: &str, e: ureq::Error) -> anyhow::Error {
     }
 }
 
+/// A token and the body that came with it.
+fn issue_token(cloud: &Cloud, agent: &ureq::Agent) -> Result<(String, serde_json::Value)> {
+    let base = cloud.auth_url.trim_end_matches('/');
+    let url = if base.ends_with("/v3") {
+        format!("{base}/auth/tokens")
+    } else {
+        format!("{base}/v3/auth/tokens")
+    };
+    let resp = agent
+        .post(&url)
+        .set("content-type", "application/json")
+        .send_string(&token_request(&cloud.auth).to_string())
+        .map_err(|e| match e {
+            ureq::Error::Status(401, _) => anyhow::anyhow!(
+                "Keystone at {base} refused the credentials ({:?}): check the user name, password, project and domains, or the application credential",
+                cloud.auth
+            ),
+            e => http_error(&format!("authenticating at {url}"), e),
+        })?;
+    let token = resp
+        .header("x-subject-token")
+        .context("Keystone returned no X-Subject-Token")?
+        .to_string();
+    let body: serde_json::Value = serde_json::from_str(&resp.into_string()?)?;
+    Ok((token, body))
+}
+
 impl Session {
     /// Authenticate against Keystone.
     pub fn open(cloud: &Cloud, agent: ureq::Agent) -> Result<Session> {
-        let base = cloud.auth_url.trim_end_matches('/');
-        let url = if base.ends_with("/v3") {
-            format!("{base}/auth/tokens")
-        } else {
-            format!("{base}/v3/auth/tokens")
-        };
-        let resp = agent
-            .post(&url)
-            .set("content-type", "application/json")
-            .send_string(&token_request(&cloud.auth).to_string())
-            .map_err(|e| match e {
-                ureq::Error::Status(401, _) => anyhow::anyhow!(
-                    "Keystone at {base} refused the credentials ({:?}): check OS_USERNAME/OS_PASSWORD or the application credential",
-                    cloud.auth
-                ),
-                e => http_error(&format!("authenticating at {url}"), e),
-            })?;
-        let token = resp
-            .header("x-subject-token")
-            .context("Keystone returned no X-Subject-Token")?
-            .to_string();
-        let body: serde_json::Value = serde_json::from_str(&resp.into_string()?)?;
+        let (token, body) = issue_token(cloud, &agent)?;
         let image_url = image_endpoint(&body, &cloud.interface, cloud.region.as_deref())?;
         Ok(Session {
             agent,
-            token,
+            cloud: cloud.clone(),
+            token: std::sync::Mutex::new(token),
+            project_id: body["token"]["project"]["id"].as_str().map(String::from),
             image_url,
         })
     }
 
+    fn token(&self) -> String {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A Glance call; once more with a new token when the old one expired.
+    fn call(
+        &self,
+        what: &str,
+        make: impl Fn(&str) -> std::result::Result<ureq::Response, Box<ureq::Error>>,
+    ) -> Result<ureq::Response> {
+        match make(&self.token()) {
+            Err(e) if matches!(*e, ureq::Error::Status(401, _)) => {
+                let (t, _) = issue_token(&self.cloud, &self.agent)?;
+                *self.token.lock().unwrap_or_else(|e| e.into_inner()) = t.clone();
+                make(&t).map_err(|e| http_error(what, *e))
+            }
+            r => r.map_err(|e| http_error(what, *e)),
+        }
+    }
+
     fn get(&self, path: &str) -> Result<serde_json::Value> {
-        let r = self
-            .agent
-            .get(&format!("{}{path}", self.image_url))
-            .set("x-auth-token", &self.token)
-            .call()
-            .map_err(|e| http_error(&format!("GET {path}"), e))?;
+        let url = format!("{}{path}", self.image_url);
+        let r = self.call(&format!("GET {path}"), |t| {
+            self.agent
+                .get(&url)
+                .set("x-auth-token", t)
+                .call()
+                .map_err(Box::new)
+        })?;
         Ok(serde_json::from_str(&r.into_string()?)?)
     }
 
     fn delete(&self, id: &str) -> Result<()> {
-        self.agent
-            .delete(&format!("{}/v2/images/{id}", self.image_url))
-            .set("x-auth-token", &self.token)
-            .call()
-            .map_err(|e| http_error(&format!("deleting image {id}"), e))?;
+        let url = format!("{}/v2/images/{id}", self.image_url);
+        self.call(&format!("deleting image {id}"), |t| {
+            self.agent
+                .delete(&url)
+                .set("x-auth-token", t)
+                .call()
+                .map_err(Box::new)
+        })?;
         Ok(())
     }
 }
@@ -311,6 +351,24 @@ pub fn sha512_file(p: &Path) -> Result<String> {
     Ok(hex::encode(r.h.finalize()))
 }
 
+/// The file's digest in the algorithm Glance names in `os_hash_algo`
+/// (an operator setting; sha512 by default). `sha512` is known already.
+fn digest_as(p: &Path, algo: &str, sha512: &str) -> Result<String> {
+    fn hash<D: Digest + std::io::Write>(p: &Path) -> Result<String> {
+        let mut d = D::new();
+        std::io::copy(&mut File::open(p)?, &mut d)?;
+        Ok(hex::encode(d.finalize()))
+    }
+    match algo {
+        "sha512" => Ok(sha512.to_string()),
+        "sha384" => hash::<sha2::Sha384>(p),
+        "sha256" => hash::<sha2::Sha256>(p),
+        other => bail!(
+            "Glance hashes images with {other:?}; atomicbuild can check sha256, sha384 and sha512"
+        ),
+    }
+}
+
 /// Upload `image` unless an identical image exists; returns (id, uploaded).
 pub fn upload(
     s: &Session,
@@ -319,13 +377,20 @@ pub fn upload(
     wait: Duration,
 ) -> Result<(String, bool)> {
     let ours = sha512_file(image)?;
+    // Only the project's own images (shared and public ones are not ours).
+    let owner = s
+        .project_id
+        .as_ref()
+        .map(|p| format!("&owner={p}"))
+        .unwrap_or_default();
     let existing = s.get(&format!(
-        "/v2/images?name={}",
+        "/v2/images?name={}{owner}&limit=100",
         crate::upload::sigv4::uri_encode(spec.name, false)
     ))?;
     let images = existing["images"].as_array().cloned().unwrap_or_default();
-    for img in &images {
-        if img["status"] == "active" && img["os_hash_value"] == ours.as_str() {
+    for img in images.iter().filter(|i| i["status"] == "active") {
+        let algo = img["os_hash_algo"].as_str().unwrap_or("sha512");
+        if img["os_hash_value"].as_str() == Some(digest_as(image, algo, &ours)?.as_str()) {
             return Ok((img["id"].as_str().unwrap_or_default().to_string(), false));
         }
     }
@@ -352,14 +417,17 @@ pub fn upload(
         "os_distro": spec.os_distro,
         "os_version": spec.os_version,
     });
+    let url = format!("{}/v2/images", s.image_url);
     let created: serde_json::Value = serde_json::from_str(
-        &s.agent
-            .post(&format!("{}/v2/images", s.image_url))
-            .set("x-auth-token", &s.token)
-            .set("content-type", "application/json")
-            .send_string(&body.to_string())
-            .map_err(|e| http_error("creating the image", e))?
-            .into_string()?,
+        &s.call("creating the image", |t| {
+            s.agent
+                .post(&url)
+                .set("x-auth-token", t)
+                .set("content-type", "application/json")
+                .send_string(&body.to_string())
+                .map_err(Box::new)
+        })?
+        .into_string()?,
     )?;
     let id = created["id"]
         .as_str()
@@ -391,7 +459,7 @@ fn put_and_verify(s: &Session, id: &str, image: &Path, ours: &str, wait: Duratio
     };
     s.agent
         .put(&format!("{}/v2/images/{id}/file", s.image_url))
-        .set("x-auth-token", &s.token)
+        .set("x-auth-token", &s.token())
         .set("content-type", "application/octet-stream")
         .set("content-length", &len.to_string())
         .send(&mut reader)
@@ -412,15 +480,18 @@ fn put_and_verify(s: &Session, id: &str, image: &Path, ours: &str, wait: Duratio
         match img["status"].as_str() {
             Some("active") => {
                 let theirs = img["os_hash_value"].as_str().unwrap_or_default();
-                if img["os_hash_algo"] != "sha512" || theirs != ours {
-                    bail!(
-                        "Glance's checksum of {id} ({} {theirs}) is not ours (sha512 {ours})",
-                        img["os_hash_algo"]
-                    );
+                let algo = img["os_hash_algo"].as_str().context(
+                    "Glance reports no os_hash_algo (multihash needs Glance 17, Rocky, or later)",
+                )?;
+                let mine = digest_as(image, algo, ours)?;
+                if theirs != mine {
+                    bail!("Glance's {algo} of {id} ({theirs}) is not ours ({mine})");
                 }
                 return Ok(());
             }
-            Some("killed") | Some("deleted") => bail!("Glance marked {id} {}", img["status"]),
+            Some(st @ ("killed" | "deleted" | "pending_delete")) => {
+                bail!("Glance marked {id} {st}")
+            }
             _ if t.elapsed() > wait => {
                 bail!("{id} did not become active within {} s", wait.as_secs())
             }
@@ -437,7 +508,7 @@ mod tests {
     fn token_requests_and_catalogs() {
         let pw = Auth::Password {
             user: "demo".into(),
-            password: "p".into(),
+            password: "s3cret-Pw".into(),
             user_domain: "Default".into(),
             project: "demo".into(),
             project_is_id: false,
@@ -449,11 +520,13 @@ mod tests {
             "Default"
         );
         assert_eq!(r["auth"]["scope"]["project"]["domain"]["id"], "default");
-        assert!(!format!("{pw:?}").contains("\"p\"") && !format!("{pw:?}").contains(" p "));
-        let ac = token_request(&Auth::AppCredential {
+        assert!(!format!("{pw:?}").contains("s3cret-Pw"));
+        let app = Auth::AppCredential {
             id: "i".into(),
-            secret: "s".into(),
-        });
+            secret: "app-s3cret".into(),
+        };
+        assert!(!format!("{app:?}").contains("app-s3cret"));
+        let ac = token_request(&app);
         assert_eq!(
             ac["auth"]["identity"]["methods"][0],
             "application_credential"

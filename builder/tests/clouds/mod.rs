@@ -118,12 +118,13 @@ struct Server {
 impl Server {
     fn start(name: &'static str, dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Server {
         let log = dir.join(format!("{name}.gunicorn.log"));
+        let out = std::fs::File::create(&log).unwrap();
         let mut c = Command::new(venv().join("bin/gunicorn"));
         c.args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
             .process_group(0);
         for (k, v) in env {
             c.env(k, v);
