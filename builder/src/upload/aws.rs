@@ -49,17 +49,6 @@ fn retryable(e: &ureq::Error) -> bool {
     }
 }
 
-fn describe(e: ureq::Error) -> anyhow::Error {
-    match e {
-        ureq::Error::Status(code, r) => {
-            let body = r.into_string().unwrap_or_default();
-            let short: String = body.chars().take(400).collect();
-            anyhow::anyhow!("HTTP {code}: {short}")
-        }
-        ureq::Error::Transport(t) => anyhow::anyhow!("{t}"),
-    }
-}
-
 fn amz_date() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -148,11 +137,11 @@ impl Aws {
             match q.send_bytes(r.body) {
                 Ok(resp) => return resp.into_string().context("reading the response"),
                 Err(e) if retryable(&e) && attempt + 1 < self.attempts => {
-                    last = Some(describe(e));
+                    last = Some(super::http_error(e));
                     // Exponential backoff: 0.2 s, 0.4 s, ... at most 10 s.
                     std::thread::sleep(Duration::from_millis((200u64 << attempt).min(10_000)));
                 }
-                Err(e) => return Err(describe(e)),
+                Err(e) => return Err(super::http_error(e)),
             }
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))

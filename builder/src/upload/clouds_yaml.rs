@@ -97,15 +97,18 @@ impl Entry<'_> {
             "password" | "v3password" => {
                 let project_name = self.get("auth.project_name");
                 let project_id = self.get("auth.project_id");
+                // `user_`/`project_domain_*`, else the shared `domain_*`.
+                let domain = |of: &str| {
+                    self.get(&format!("auth.{of}_domain_name"))
+                        .or_else(|| self.get(&format!("auth.{of}_domain_id")))
+                        .or_else(|| self.get("auth.domain_name"))
+                        .or_else(|| self.get("auth.domain_id"))
+                        .unwrap_or_else(|| "Default".into())
+                };
                 Auth::Password {
                     user: self.need("auth.username")?,
                     password: self.need("auth.password")?,
-                    user_domain: self
-                        .get("auth.user_domain_name")
-                        .or_else(|| self.get("auth.user_domain_id"))
-                        .or_else(|| self.get("auth.domain_name"))
-                        .or_else(|| self.get("auth.domain_id"))
-                        .unwrap_or_else(|| "Default".into()),
+                    user_domain: domain("user"),
                     // An id names the project alone, as keystoneauth does it.
                     project_is_id: project_id.is_some(),
                     project: project_id.or(project_name).with_context(|| {
@@ -115,12 +118,7 @@ impl Entry<'_> {
                             self.name
                         )
                     })?,
-                    project_domain: self
-                        .get("auth.project_domain_name")
-                        .or_else(|| self.get("auth.project_domain_id"))
-                        .or_else(|| self.get("auth.domain_name"))
-                        .or_else(|| self.get("auth.domain_id"))
-                        .unwrap_or_else(|| "Default".into()),
+                    project_domain: domain("project"),
                 }
             }
             "v3applicationcredential" | "applicationcredential" => Auth::AppCredential {

@@ -13,6 +13,23 @@ use anyhow::{bail, Context, Result};
 use crate::cli::{UploadAwsArgs, UploadOpenstackArgs};
 use sigv4::Credentials;
 
+/// An HTTP failure as text: the status with the service's own message
+/// (OpenStack's JSON `error.message`, else the start of the body), or the
+/// transport error.
+pub(crate) fn http_error(e: ureq::Error) -> anyhow::Error {
+    match e {
+        ureq::Error::Status(code, r) => {
+            let body = r.into_string().unwrap_or_default();
+            let msg = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(String::from))
+                .unwrap_or_else(|| body.chars().take(400).collect());
+            anyhow::anyhow!("HTTP {code}: {msg}")
+        }
+        ureq::Error::Transport(t) => anyhow::anyhow!("{t}"),
+    }
+}
+
 /// Credentials from the standard places, in AWS's order: the environment,
 /// the shared credentials file's profile, the EC2 instance's role.
 pub fn aws_credentials(profile: Option<&str>) -> Result<Credentials> {
@@ -231,10 +248,14 @@ impl AwsTarget {
     }
 
     /// Upload `image` (raw) unless an identical AMI exists, copy it to the
-    /// other regions, grant launch permissions.
-    pub fn upload(&self, image: &Path) -> Result<Record> {
+    /// other regions, grant launch permissions. `sha256`: the image's, when
+    /// the build has just recorded it (else it is computed here).
+    pub fn upload(&self, image: &Path, sha256: Option<String>) -> Result<Record> {
         let client = self.client()?;
-        let sha = crate::output::sha256_file(image)?;
+        let sha = match sha256 {
+            Some(s) => s,
+            None => crate::output::sha256_file(image)?,
+        };
         let mut tags = vec![(aws::SHA_TAG.to_string(), sha.clone())];
         tags.extend(self.tags.iter().cloned());
         // A name taken by other contents, here or in a copy region, stops
@@ -331,23 +352,12 @@ pub fn upload_aws(a: &UploadAwsArgs) -> Result<()> {
         attempts: a.attempts,
         wait: Duration::from_secs(a.wait_secs),
     };
-    let r = target.upload(&a.image)?;
+    let r = target.upload(&a.image, None)?;
     println!("{}", r.image_id);
     for (region, id) in &r.copies {
         println!("{region} {id}");
     }
     Ok(())
-}
-
-/// The virtual size in a qcow2 header (big-endian u64 at offset 24).
-fn qcow2_virtual_size(p: &Path) -> Result<u64> {
-    use std::io::Read;
-    let mut h = [0u8; 32];
-    std::fs::File::open(p)?.read_exact(&mut h)?;
-    if &h[..4] != b"QFI\xfb" {
-        bail!("{} is not a qcow2 image", p.display());
-    }
-    Ok(u64::from_be_bytes(h[24..32].try_into().expect("8 bytes")))
 }
 
 /// Idle timeouts only: an upload may take hours, a stalled one fails.
@@ -359,16 +369,18 @@ fn openstack_agent() -> ureq::Agent {
         .build()
 }
 
-/// `raw` or `qcow2`, from the file's first bytes; compressed files and
-/// other disk formats are refused with what they are.
-fn glance_disk_format(p: &Path) -> Result<&'static str> {
+/// `raw` or `qcow2` and the virtual disk size, from the file's first
+/// bytes (a qcow2 header holds the size as a big-endian u64 at offset 24);
+/// compressed files and other disk formats are refused with what they are.
+fn glance_disk(p: &Path) -> Result<(&'static str, u64)> {
     use std::io::Read;
     let mut head = [0u8; 512];
     let mut f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
     let n = f.read(&mut head)?;
     let head = &head[..n];
-    let what = if head.starts_with(b"QFI\xfb") {
-        return Ok("qcow2");
+    let what = if head.starts_with(b"QFI\xfb") && head.len() >= 32 {
+        let size = u64::from_be_bytes(head[24..32].try_into().expect("8 bytes"));
+        return Ok(("qcow2", size));
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         "xz-compressed"
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -384,7 +396,7 @@ fn glance_disk_format(p: &Path) -> Result<&'static str> {
     } else if head.len() > 262 && &head[257..262] == b"ustar" {
         "a tar archive (an OVA?)"
     } else {
-        return Ok("raw");
+        return Ok(("raw", f.metadata()?.len()));
     };
     bail!(
         "{} is {what}: upload the .raw image or the .qcow2 output to Glance",
@@ -396,12 +408,8 @@ impl OpenstackTarget {
     /// Upload `image` (raw or qcow2) unless an identical image exists.
     pub fn upload(&self, image: &Path) -> Result<Record> {
         let cloud = openstack::Cloud::load(self.cloud.as_deref())?;
-        let disk_format = glance_disk_format(image)?;
+        let (disk_format, virtual_size) = glance_disk(image)?;
         let s = openstack::Session::open(&cloud, openstack_agent())?;
-        let virtual_size = match disk_format {
-            "raw" => std::fs::metadata(image)?.len(),
-            _ => qcow2_virtual_size(image)?,
-        };
         let spec = openstack::ImageSpec {
             name: &self.name,
             disk_format,
@@ -509,9 +517,9 @@ impl Target {
         Ok(())
     }
 
-    fn upload(&self, image: &Path) -> Result<Record> {
+    fn upload(&self, image: &Path, sha256: Option<String>) -> Result<Record> {
         match self {
-            Target::Aws(a) => a.upload(image),
+            Target::Aws(a) => a.upload(image, sha256),
             Target::Openstack(o) => o.upload(image),
         }
     }
@@ -548,6 +556,17 @@ pub fn preflight(m: &crate::manifest::Manifest) -> Result<()> {
 /// each made in the build metadata (also when a later entry fails).
 pub fn run_manifest(m: &crate::manifest::Manifest, metadata: &Path) -> Result<Vec<Record>> {
     let out_dir = metadata.parent().unwrap_or(Path::new("."));
+    // The build recorded every file's sha256: no second pass over the image.
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(metadata).with_context(|| format!("reading {}", metadata.display()))?,
+    )?;
+    let recorded = |file: &Path| {
+        meta["artifacts"].as_array().and_then(|a| {
+            a.iter()
+                .find(|x| x["file"].as_str() == Some(file_name(file).as_str()))
+                .and_then(|x| x["sha256"].as_str().map(String::from))
+        })
+    };
     let mut records = Vec::new();
     let mut failure = None;
     for (i, u) in m.uploads.iter().enumerate() {
@@ -563,7 +582,7 @@ pub fn run_manifest(m: &crate::manifest::Manifest, metadata: &Path) -> Result<Ve
             }
         };
         eprintln!("==> {} from {}", entry_label(i, u), file.display());
-        match Target::from_manifest(u).upload(&file) {
+        match Target::from_manifest(u).upload(&file, recorded(&file)) {
             Ok(r) => records.push(r),
             Err(e) => {
                 failure = Some(e.context(entry_label(i, u)));
@@ -644,9 +663,13 @@ mod tests {
     #[test]
     fn glance_gets_raw_or_qcow2_and_nothing_else() {
         let d = tempfile::tempdir().unwrap();
-        let cases: [(&str, &[u8], Option<&str>); 5] = [
-            ("a.qcow2", b"QFI\xfb\0\0\0\x03", Some("qcow2")),
-            ("a.raw", &[0u8; 600], Some("raw")),
+        let mut qcow2 = b"QFI\xfb\0\0\0\x03".to_vec();
+        qcow2.resize(24, 0);
+        qcow2.extend_from_slice(&(5u64 << 30).to_be_bytes());
+        type Case<'a> = (&'a str, &'a [u8], Option<(&'a str, u64)>);
+        let cases: [Case; 5] = [
+            ("a.qcow2", &qcow2, Some(("qcow2", 5 << 30))),
+            ("a.raw", &[0u8; 600], Some(("raw", 600))),
             ("a.raw.xz", &[0xfd, b'7', b'z', b'X', b'Z', 0, 1], None),
             ("a.raw.zst", &[0x28, 0xb5, 0x2f, 0xfd, 9], None),
             ("a.vmdk", b"KDMV\x01\0\0\0", None),
@@ -654,7 +677,7 @@ mod tests {
         for (name, bytes, want) in cases {
             let p = d.path().join(name);
             std::fs::write(&p, bytes).unwrap();
-            match (glance_disk_format(&p), want) {
+            match (glance_disk(&p), want) {
                 (Ok(f), Some(w)) => assert_eq!(f, w, "{name}"),
                 (Err(e), None) => assert!(e.to_string().contains("upload the .raw"), "{e}"),
                 (r, w) => panic!("{name}: {r:?}, expected {w:?}"),

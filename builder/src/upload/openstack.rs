@@ -207,17 +207,7 @@ pub fn image_endpoint(
 }
 
 fn http_error(what: &str, e: ureq::Error) -> anyhow::Error {
-    match e {
-        ureq::Error::Status(code, r) => {
-            let body = r.into_string().unwrap_or_default();
-            let msg = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(String::from))
-                .unwrap_or_else(|| body.chars().take(300).collect());
-            anyhow::anyhow!("{what}: HTTP {code}: {msg}")
-        }
-        ureq::Error::Transport(t) => anyhow::anyhow!("{what}: {t}"),
-    }
+    super::http_error(e).context(what.to_string())
 }
 
 /// A token and the body that came with it.
