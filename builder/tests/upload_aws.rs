@@ -372,14 +372,17 @@ fn upload_to_moto_reads_back_registers_retries_and_cleans_up() {
 
     // Credentials from the instance metadata service (moto serves IMDSv2),
     // the AMI copied to two regions, launch permissions on all three.
-    let o = upload_cmd(&m, &img, "abtest-copies")
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &m)
-        .args([
+    let copies = || {
+        let mut c = upload_cmd(&m, &img, "abtest-copies");
+        c.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &m).args([
             "--copy-to-region",
             "eu-west-1",
             "--copy-to-region",
             "us-west-2",
-        ])
+        ]);
+        c
+    };
+    let o = copies()
         .args([
             "--launch-permission",
             "123456789012",
@@ -445,16 +448,7 @@ fn upload_to_moto_reads_back_registers_retries_and_cleans_up() {
         );
     }
     // Again: every region has its image, nothing is copied twice.
-    let o = upload_cmd(&m, &img, "abtest-copies")
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &m)
-        .args([
-            "--copy-to-region",
-            "eu-west-1",
-            "--copy-to-region",
-            "us-west-2",
-        ])
-        .output()
-        .unwrap();
+    let o = copies().output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), out);
     let named = ec2_in(

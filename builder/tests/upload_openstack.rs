@@ -65,6 +65,20 @@ fn atomicbuild(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Output {
     c.output().unwrap()
 }
 
+/// `atomicbuild upload openstack --image IMAGE --name NAME EXTRA...`.
+fn upload(image: &Path, name: &str, extra: &[&str], env: &[(&str, &str)], cwd: &Path) -> Output {
+    let mut args = vec![
+        "upload",
+        "openstack",
+        "--image",
+        image.to_str().unwrap(),
+        "--name",
+        name,
+    ];
+    args.extend(extra);
+    atomicbuild(&args, env, cwd)
+}
+
 fn ok(o: &Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "atomicbuild failed:\n{err}");
@@ -97,14 +111,10 @@ fn uploads_to_glance_authenticated_by_keystone() {
     let raw = dir.join("host.raw");
     write_raw(&raw, 24 << 20, 1);
     let t = Instant::now();
-    let o = atomicbuild(
+    let o = upload(
+        &raw,
+        "host-raw",
         &[
-            "upload",
-            "openstack",
-            "--image",
-            raw.to_str().unwrap(),
-            "--name",
-            "host-raw",
             "--firmware",
             "bios",
             "--os-distro",
@@ -158,20 +168,7 @@ fn uploads_to_glance_authenticated_by_keystone() {
     );
 
     // 2. The same again: found, nothing uploaded, still one image.
-    let o = atomicbuild(
-        &[
-            "upload",
-            "openstack",
-            "--image",
-            raw.to_str().unwrap(),
-            "--name",
-            "host-raw",
-            "--firmware",
-            "bios",
-        ],
-        &env,
-        dir,
-    );
+    let o = upload(&raw, "host-raw", &["--firmware", "bios"], &env, dir);
     assert_eq!(ok(&o), id);
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing uploaded"));
     assert_eq!(os.images_named(&demo, "host-raw").len(), 1);
@@ -184,18 +181,7 @@ fn uploads_to_glance_authenticated_by_keystone() {
     let mut bad = env.clone();
     bad.retain(|(k, _)| *k != "OS_PASSWORD");
     bad.push(("OS_PASSWORD", "not-the-Password-4711"));
-    let o = atomicbuild(
-        &[
-            "upload",
-            "openstack",
-            "--image",
-            raw.to_str().unwrap(),
-            "--name",
-            "host-bad",
-        ],
-        &bad,
-        dir,
-    );
+    let o = upload(&raw, "host-bad", &[], &bad, dir);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("refused the credentials"), "{err}");
@@ -237,20 +223,7 @@ fn uploads_to_glance_authenticated_by_keystone() {
         ),
     )
     .unwrap();
-    let o = atomicbuild(
-        &[
-            "upload",
-            "openstack",
-            "--cloud",
-            "lab",
-            "--image",
-            qcow2.to_str().unwrap(),
-            "--name",
-            "host-qcow2",
-        ],
-        &[],
-        dir,
-    );
+    let o = upload(&qcow2, "host-qcow2", &["--cloud", "lab"], &[], dir);
     let qid = ok(&o);
     let img = os.glance(&demo, &format!("/v2/images/{qid}"));
     assert_eq!(img["status"], "active", "{img}");
@@ -258,20 +231,7 @@ fn uploads_to_glance_authenticated_by_keystone() {
     assert_eq!(img["hw_firmware_type"], "uefi");
     assert_eq!(img["os_hash_value"], sha512(&qcow2).as_str());
     // An unknown cloud names the file and the clouds in it.
-    let o = atomicbuild(
-        &[
-            "upload",
-            "openstack",
-            "--cloud",
-            "nope",
-            "--image",
-            qcow2.to_str().unwrap(),
-            "--name",
-            "x",
-        ],
-        &[],
-        dir,
-    );
+    let o = upload(&qcow2, "x", &["--cloud", "nope"], &[], dir);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("no cloud \"nope\" (clouds there: lab)"),
@@ -282,18 +242,7 @@ fn uploads_to_glance_authenticated_by_keystone() {
     //    deleted, nothing is left under the name.
     let big = dir.join("big.raw");
     write_raw(&big, SIZE_CAP + (8 << 20), 2);
-    let o = atomicbuild(
-        &[
-            "upload",
-            "openstack",
-            "--image",
-            big.to_str().unwrap(),
-            "--name",
-            "host-big",
-        ],
-        &env,
-        dir,
-    );
+    let o = upload(&big, "host-big", &[], &env, dir);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success(),
