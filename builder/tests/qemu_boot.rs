@@ -401,13 +401,11 @@ fn boot(
         ]
         .concat(),
     };
-    let mut child = vm
-        .command()
-        .map_err(|e| e.to_string())?
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("starting QEMU: {e}"))?;
+    let mut running = vm
+        .spawn(|c| {
+            c.stdout(Stdio::null()).stderr(Stdio::piped());
+        })
+        .map_err(|e| format!("{e:#}"))?;
     let start = Instant::now();
     loop {
         if read_console(&report).contains("ABCHECK-END") {
@@ -416,17 +414,26 @@ fn boot(
                 start.elapsed().as_secs_f64()
             );
             let found = outside();
-            let _ = child.kill();
-            let _ = child.wait();
+            running.stop();
             return Ok((read_console(&report), read_console(&log), found));
         }
-        if let Some(st) = child.try_wait().unwrap() {
+        let exited = match running.check() {
+            Ok(st) => st,
+            Err(e) => {
+                return Err(format!(
+                    "{e:#}\nreport so far:\n{}\nconsole tail:\n{}",
+                    tail(&read_console(&report), 20),
+                    tail(&read_console(&log), 60)
+                ))
+            }
+        };
+        if let Some(st) = exited {
             // The guest may have finished and powered off since the last read.
             if read_console(&report).contains("ABCHECK-END") {
                 continue;
             }
             let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
+            if let Some(mut e) = running.child().stderr.take() {
                 use std::io::Read;
                 let _ = e.read_to_string(&mut err);
             }
@@ -437,8 +444,7 @@ fn boot(
             ));
         }
         if start.elapsed() > BOOT_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
+            running.stop();
             return Err(format!(
                 "the boot did not finish within {}s; report so far:\n{}\nconsole tail:\n{}",
                 BOOT_TIMEOUT.as_secs(),

@@ -180,8 +180,15 @@ fn fetch_config(a: &RunArgs) -> Result<Option<(Vec<u8>, String)>, StepError> {
     let opts = provider_options(a, &k)?;
     let p = providers::for_platform(&platform, &opts).in_step("platform", "atomic.platform")?;
     log(&format!("fetching the config from {}", p.describe()));
-    let bytes = p.user_data().in_step("fetch", "user-data")?;
-    Ok(Some((bytes, format!("user-data({platform})"))))
+    match p.user_data().in_step("fetch", "user-data")? {
+        Some(bytes) => Ok(Some((bytes, format!("user-data({platform})")))),
+        None => {
+            log(&format!(
+                "no user data on this platform ({platform}): nothing to provision; this host runs unprovisioned (etcd stays off), and the next boot looks again"
+            ));
+            Ok(None)
+        }
+    }
 }
 
 fn run_agent(a: &RunArgs) -> Result<(), StepError> {

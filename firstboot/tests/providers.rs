@@ -39,18 +39,22 @@ fn write(p: &Path, s: &str) {
 fn qemu_reads_the_fw_cfg_entry() {
     let d = tempfile::tempdir().unwrap();
     let mut o = opts();
+    // No fw_cfg device at all (VirtualBox, bare metal): no user data.
+    o.fw_cfg_root = d.path().join("no-such-device");
+    let start = Instant::now();
+    assert_eq!(for_platform("qemu", &o).unwrap().user_data().unwrap(), None);
+    // The device without the entry (QEMU without -fw_cfg): no user data,
+    // at once (the device wait is not spent).
     o.fw_cfg_root = d.path().to_owned();
+    std::fs::create_dir_all(d.path().join("by_name/etc")).unwrap();
     let p = for_platform("qemu", &o).unwrap();
-    let e = p.user_data().unwrap_err();
-    assert!(
-        format!("{e:#}").contains("-fw_cfg name=opt/org.atomicbuild/config"),
-        "{e:#}"
-    );
+    assert_eq!(p.user_data().unwrap(), None);
+    assert!(start.elapsed() < o.device_wait, "{:?}", start.elapsed());
     write(
         &d.path().join("by_name/opt/org.atomicbuild/config/raw"),
         CONFIG,
     );
-    assert_eq!(p.user_data().unwrap(), CONFIG.as_bytes());
+    assert_eq!(p.user_data().unwrap().unwrap(), CONFIG.as_bytes());
 }
 
 #[test]
@@ -63,7 +67,11 @@ fn openstack_prefers_the_config_drive() {
     let srv = Server::start(|_| Resp::new(500, "no"));
     o.openstack_url = Url::parse(&srv.url).unwrap();
     assert_eq!(
-        for_platform("openstack", &o).unwrap().user_data().unwrap(),
+        for_platform("openstack", &o)
+            .unwrap()
+            .user_data()
+            .unwrap()
+            .unwrap(),
         CONFIG.as_bytes()
     );
     assert!(srv.requests().is_empty());
@@ -103,17 +111,21 @@ fn openstack_falls_back_to_the_metadata_service() {
     o.config_drive = ConfigDrive::Dir("/nonexistent/config-drive".into());
     o.openstack_url = Url::parse(&srv.url).unwrap();
     assert_eq!(
-        for_platform("openstack", &o).unwrap().user_data().unwrap(),
+        for_platform("openstack", &o)
+            .unwrap()
+            .user_data()
+            .unwrap()
+            .unwrap(),
         CONFIG.as_bytes()
     );
     assert_eq!(hits.load(Ordering::SeqCst), 2);
+    // An instance without user data: the service answers 404.
     let none = Server::start(|_| Resp::new(404, "not found"));
     o.openstack_url = Url::parse(&none.url).unwrap();
-    let e = for_platform("openstack", &o)
-        .unwrap()
-        .user_data()
-        .unwrap_err();
-    assert!(format!("{e:#}").contains("no user data"), "{e:#}");
+    assert_eq!(
+        for_platform("openstack", &o).unwrap().user_data().unwrap(),
+        None
+    );
 }
 
 /// An IMDSv2 service: a token from PUT, required on GET.
@@ -148,7 +160,11 @@ fn aws_uses_imdsv2_with_its_token() {
     let mut o = opts();
     o.aws_url = Url::parse(&srv.url).unwrap();
     assert_eq!(
-        for_platform("aws", &o).unwrap().user_data().unwrap(),
+        for_platform("aws", &o)
+            .unwrap()
+            .user_data()
+            .unwrap()
+            .unwrap(),
         CONFIG.as_bytes()
     );
     let reqs = srv.requests();
@@ -158,6 +174,17 @@ fn aws_uses_imdsv2_with_its_token() {
         reqs[1].header("x-aws-ec2-metadata-token"),
         Some("TOKEN-123")
     );
+}
+
+#[test]
+fn aws_instance_without_user_data_is_not_an_error() {
+    let srv = Server::start(|r: &Req| match r.method.as_str() {
+        "PUT" => Resp::new(200, "TOKEN-123"),
+        _ => Resp::new(404, "not found"),
+    });
+    let mut o = opts();
+    o.aws_url = Url::parse(&srv.url).unwrap();
+    assert_eq!(for_platform("aws", &o).unwrap().user_data().unwrap(), None);
 }
 
 #[test]
@@ -176,7 +203,11 @@ fn aws_imdsv1_fallback_is_refused_by_default() {
     );
     o.imdsv1 = true;
     assert_eq!(
-        for_platform("aws", &o).unwrap().user_data().unwrap(),
+        for_platform("aws", &o)
+            .unwrap()
+            .user_data()
+            .unwrap()
+            .unwrap(),
         CONFIG.as_bytes()
     );
 }
@@ -254,9 +285,14 @@ fn file_platform_reads_a_path_under_a_directory() {
         dir: Some(d.path().to_owned()),
     };
     assert_eq!(
-        for_platform("file", &o).unwrap().user_data().unwrap(),
+        for_platform("file", &o)
+            .unwrap()
+            .user_data()
+            .unwrap()
+            .unwrap(),
         CONFIG.as_bytes()
     );
+    // The config disk is there but lacks the file: an error.
     o.file.path = "/missing.toml".into();
     assert!(for_platform("file", &o).unwrap().user_data().is_err());
 }
@@ -336,25 +372,59 @@ fn qemu_and_config_drive_through_the_binary() {
         );
         assert!(root.join("var/lib/atomic-firstboot/done").exists());
     }
-    // A qemu guest without the fw_cfg entry fails within the device wait.
-    let start = Instant::now();
+    // A qemu guest without the fw_cfg entry, or without fw_cfg at all:
+    // no user data, success at once, nothing provisioned, no stamp (a
+    // later boot with user data provisions).
+    std::fs::create_dir_all(d.path().join("fw-no-entry/by_name/etc")).unwrap();
+    for dir in ["fw-no-entry", "no-fw-cfg-device"] {
+        let root = d.path().join(format!("root-{dir}"));
+        let start = Instant::now();
+        let out = run_agent(&[
+            "run",
+            "--platform",
+            "qemu",
+            "--fw-cfg-dir",
+            &d.path().join(dir).to_string_lossy(),
+            "--root",
+            &root.to_string_lossy(),
+            "--cmdline",
+            "/dev/null",
+        ]);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(out.status.success(), "{dir}: {}", common::stderr(&out));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("no user data on this platform (qemu)"),
+            "{said}"
+        );
+        assert!(!root.join("var/lib/atomic-firstboot/done").exists());
+        assert!(!root.join("etc/hostname").exists());
+    }
+    // A config that exists but is invalid still fails (fail closed).
+    let bad = d.path().join("fw-bad");
+    write(
+        &bad.join("by_name/opt/org.atomicbuild/config/raw"),
+        "version = 1\nhostname = 42\n",
+    );
+    let root = d.path().join("root-bad");
     let out = run_agent(&[
         "run",
         "--platform",
         "qemu",
         "--fw-cfg-dir",
-        &d.path().join("empty").to_string_lossy(),
+        &bad.to_string_lossy(),
         "--root",
-        &d.path().join("root-none").to_string_lossy(),
-        "--device-wait-secs",
-        "1",
+        &root.to_string_lossy(),
         "--cmdline",
         "/dev/null",
     ]);
-    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(!out.status.success());
     let err = common::stderr(&out);
     assert!(
-        err.starts_with("atomic-firstboot: step fetch failed (field user-data): no fw_cfg entry"),
+        err.starts_with(
+            "atomic-firstboot: step validate failed (field hostname): user-data(qemu):2:"
+        ),
         "{err}"
     );
+    assert!(!root.join("var/lib/atomic-firstboot/done").exists());
 }

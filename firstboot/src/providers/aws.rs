@@ -58,7 +58,7 @@ impl Provider for Aws {
         "aws instance metadata service".into()
     }
 
-    fn user_data(&self) -> Result<Vec<u8>> {
+    fn user_data(&self) -> Result<Option<Vec<u8>>> {
         let token = self.token()?;
         let url = self.base.with_path("/latest/user-data");
         let headers: Vec<(&str, &str)> = match &token {
@@ -66,11 +66,14 @@ impl Provider for Aws {
             None => vec![],
         };
         match fetch(&self.retry, "aws user data", "GET", &url, &headers, None)? {
-            (200, body) => Ok(body),
-            (404, _) => bail!(
-                "the instance has no user data ({} answered 404)",
-                url.redacted()
-            ),
+            (200, body) => Ok(Some(body)),
+            (404, _) => {
+                crate::log(&format!(
+                    "aws: the instance has no user data ({} answered 404)",
+                    url.redacted()
+                ));
+                Ok(None)
+            }
             (401, _) => bail!("the metadata service refused the IMDSv2 token (HTTP 401)"),
             (s, _) => bail!("{} answered HTTP {s}", url.redacted()),
         }

@@ -67,12 +67,12 @@ impl Provider for File {
         }
     }
 
-    fn user_data(&self) -> Result<Vec<u8>> {
+    fn user_data(&self) -> Result<Option<Vec<u8>>> {
         if !self.cfg.path.is_absolute() {
             bail!("atomic.config-path must be an absolute path");
         }
         if let Some(dir) = &self.cfg.dir {
-            return read_under(dir, &self.cfg.path);
+            return read_under(dir, &self.cfg.path).map(Some);
         }
         match &self.cfg.label {
             Some(label) => {
@@ -81,15 +81,21 @@ impl Provider for File {
                 }
                 let dev = Path::new("/dev/disk/by-label").join(label);
                 if !wait_for(&dev, self.wait) {
-                    bail!(
-                        "no filesystem labelled {label} after {}s",
+                    crate::log(&format!(
+                        "file: no filesystem labelled {label} after {}s: no config disk is attached",
                         self.wait.as_secs()
-                    );
+                    ));
+                    return Ok(None);
                 }
+                // The disk is there: now its file must be too.
                 let m = Mounted::new(&dev, Path::new(MOUNT_DIR))?;
-                read_under(m.dir(), &self.cfg.path)
+                read_under(m.dir(), &self.cfg.path).map(Some)
             }
             None => {
+                if !self.cfg.path.exists() {
+                    crate::log(&format!("file: there is no {}", self.cfg.path.display()));
+                    return Ok(None);
+                }
                 let data = read_under(Path::new("/"), &self.cfg.path)?;
                 let p = &self.cfg.path;
                 if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
@@ -99,7 +105,7 @@ impl Provider for File {
                         p.display()
                     ));
                 }
-                Ok(data)
+                Ok(Some(data))
             }
         }
     }

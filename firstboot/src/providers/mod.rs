@@ -30,8 +30,11 @@ pub const MAX_USER_DATA: u64 = 4 << 20;
 pub trait Provider {
     /// What this is, for messages (`qemu fw_cfg`).
     fn describe(&self) -> String;
-    /// The user data's bytes.
-    fn user_data(&self) -> Result<Vec<u8>>;
+    /// The user data's bytes; `None` when this platform has none for this
+    /// host (a normal state: the host runs unprovisioned). A source that
+    /// exists but cannot be read, or a service that cannot be reached, is
+    /// an error.
+    fn user_data(&self) -> Result<Option<Vec<u8>>>;
 }
 
 /// Everything the providers can be told; defaults are the real locations,
@@ -84,7 +87,6 @@ pub fn for_platform(platform: &str, o: &Options) -> Result<Box<dyn Provider>> {
         "qemu" => Box::new(Qemu {
             load_module: o.fw_cfg_root == Path::new(qemu::FW_CFG_ROOT),
             root: o.fw_cfg_root.clone(),
-            wait: o.device_wait,
         }),
         "openstack" => Box::new(OpenStack {
             drive: o.config_drive.clone(),

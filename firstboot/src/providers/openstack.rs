@@ -77,10 +77,10 @@ impl Provider for OpenStack {
         "openstack config drive or metadata service".into()
     }
 
-    fn user_data(&self) -> Result<Vec<u8>> {
+    fn user_data(&self) -> Result<Option<Vec<u8>>> {
         if let Some(data) = self.config_drive()? {
             crate::log("openstack: user data from the config drive");
-            return Ok(data);
+            return Ok(Some(data));
         }
         crate::log("openstack: no config drive; asking the metadata service");
         let url = self.metadata.with_path("/openstack/latest/user_data");
@@ -92,11 +92,14 @@ impl Provider for OpenStack {
             &[],
             None,
         )? {
-            (200, body) => Ok(body),
-            (404, _) => bail!(
-                "the instance has no user data ({} answered 404)",
-                url.redacted()
-            ),
+            (200, body) => Ok(Some(body)),
+            (404, _) => {
+                crate::log(&format!(
+                    "openstack: the instance has no user data ({} answered 404)",
+                    url.redacted()
+                ));
+                Ok(None)
+            }
             (s, _) => bail!("{} answered HTTP {s}", url.redacted()),
         }
     }

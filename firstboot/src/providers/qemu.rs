@@ -3,11 +3,10 @@
 //! the `qemu_fw_cfg` driver's sysfs tree.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
-use super::{read_limited, wait_for, Provider};
+use super::{read_limited, Provider};
 
 /// Where the `qemu_fw_cfg` driver exposes fw_cfg entries.
 pub const FW_CFG_ROOT: &str = "/sys/firmware/qemu_fw_cfg";
@@ -15,13 +14,16 @@ pub const FW_CFG_ROOT: &str = "/sys/firmware/qemu_fw_cfg";
 pub const FW_CFG_NAME: &str = "opt/org.atomicbuild/config";
 
 /// Reads `<root>/by_name/opt/org.atomicbuild/config/raw`.
+///
+/// No fw_cfg device (not QEMU: VirtualBox, bare metal) and a device without
+/// the entry (QEMU started without `-fw_cfg`) both mean "no user data": the
+/// driver lists every entry when it binds, so there is nothing to wait for.
 #[derive(Debug)]
 pub struct Qemu {
     /// The sysfs directory (a plain directory in tests).
     pub root: PathBuf,
-    /// How long to wait for the entry.
-    pub wait: Duration,
-    /// `modprobe qemu_fw_cfg` when the directory is missing (real sysfs only).
+    /// `modprobe qemu_fw_cfg` first (real sysfs only); the module binds
+    /// the device before modprobe returns.
     pub load_module: bool,
 }
 
@@ -30,20 +32,26 @@ impl Provider for Qemu {
         format!("qemu fw_cfg ({})", self.root.display())
     }
 
-    fn user_data(&self) -> Result<Vec<u8>> {
-        if !self.root.exists() && self.load_module {
+    fn user_data(&self) -> Result<Option<Vec<u8>>> {
+        if self.load_module {
             if let Err(e) = crate::cmd::run(&["modprobe", "qemu_fw_cfg"]) {
                 crate::log(&format!("warning: {e:#}"));
             }
         }
-        let raw = self.root.join("by_name").join(FW_CFG_NAME).join("raw");
-        if !wait_for(&raw, self.wait) {
-            bail!(
-                "no fw_cfg entry {FW_CFG_NAME} after {}s at {} (start QEMU with -fw_cfg name={FW_CFG_NAME},file=CONFIG.toml)",
-                self.wait.as_secs(),
-                raw.display()
-            );
+        if !self.root.is_dir() {
+            crate::log(&format!(
+                "qemu: no fw_cfg device ({} does not exist): not running under QEMU",
+                self.root.display()
+            ));
+            return Ok(None);
         }
-        read_limited(&raw)
+        let raw = self.root.join("by_name").join(FW_CFG_NAME).join("raw");
+        if !raw.exists() {
+            crate::log(&format!(
+                "qemu: the fw_cfg device has no entry {FW_CFG_NAME} (pass one with -fw_cfg name={FW_CFG_NAME},file=CONFIG.toml)"
+            ));
+            return Ok(None);
+        }
+        read_limited(&raw).map(Some)
     }
 }

@@ -2,81 +2,26 @@
 //! for UEFI (read-only code + a private copy of the variable store) or
 //! SeaBIOS. Used by `atomicbuild boot` and by the boot tests.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::io::AsRawFd;
+pub mod accel;
+pub mod monitor;
+
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
 use crate::cli::Firmware;
+pub use accel::{accel, Accel};
+pub use monitor::Running;
+
+/// The QEMU system emulator atomicbuild runs.
+pub const QEMU: &str = "qemu-system-x86_64";
 
 /// OVMF firmware code (Debian package ovmf).
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 /// OVMF variable store template.
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
-
-const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
-const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
-
-/// Whether KVM really works here: the device node answers, and QEMU can
-/// start a KVM guest with the host CPU model and keeps running (on some
-/// hosts /dev/kvm opens and creates VMs, but QEMU aborts setting MSRs).
-/// Probed once per process.
-pub fn kvm_works() -> bool {
-    static KVM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *KVM.get_or_init(|| kvm_device_answers() && qemu_kvm_probe())
-}
-
-/// Start a memory-only KVM guest and see whether QEMU survives 3 seconds.
-fn qemu_kvm_probe() -> bool {
-    let child = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel", "kvm", "-cpu", "host", "-machine", "q35", "-m", "64",
-        ])
-        .args([
-            "-nodefaults",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-monitor",
-            "none",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else {
-        return false;
-    };
-    for _ in 0..30 {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    true
-}
-
-fn kvm_device_answers() -> bool {
-    let Ok(f) = OpenOptions::new().read(true).write(true).open("/dev/kvm") else {
-        return false;
-    };
-    // SAFETY: ioctls on an open /dev/kvm descriptor with integer arguments.
-    unsafe {
-        if libc::ioctl(f.as_raw_fd(), KVM_GET_API_VERSION as _, 0) != 12 {
-            return false;
-        }
-        let vm = libc::ioctl(f.as_raw_fd(), KVM_CREATE_VM as _, 0);
-        if vm < 0 {
-            return false;
-        }
-        libc::close(vm);
-    }
-    true
-}
 
 /// Where the serial console goes.
 pub enum Serial {
@@ -110,22 +55,32 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// The QEMU command line (the variable store copy is made here).
-    pub fn command(&self) -> Result<Command> {
-        let kvm = kvm_works();
-        let mut c = Command::new("qemu-system-x86_64");
+    /// Where QEMU's monitor (QMP) listens.
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.scratch.join("qmp.sock")
+    }
+
+    /// The QEMU command line for `accel` (the variable store copy is made
+    /// here). A QMP socket in the scratch directory reports the run state;
+    /// a pvpanic device reports a guest kernel panic, which pauses the VM.
+    pub fn command_with(&self, accel: Accel) -> Result<Command> {
+        let mut c = Command::new(QEMU);
         c.args(["-machine", "q35", "-m", &self.memory.to_string()])
             .args(["-smp", &self.cpus.to_string()])
             // No -no-reboot: OVMF may reset once on a fresh variable store.
-            .args(["-nodefaults", "-display", "none"]);
-        if kvm {
-            c.args(["-accel", "kvm", "-cpu", "host"]);
-        } else {
-            c.args(["-accel", "tcg", "-cpu", "max"]);
-        }
+            .args(["-nodefaults", "-display", "none"])
+            .args(accel.qemu_args());
+        std::fs::create_dir_all(&self.scratch)
+            .with_context(|| format!("creating {}", self.scratch.display()))?;
+        let _ = std::fs::remove_file(self.qmp_socket());
+        c.arg("-qmp")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                self.qmp_socket().display()
+            ))
+            .args(["-device", "pvpanic", "-action", "panic=pause"]);
         if self.firmware == Firmware::Uefi {
             let vars = self.scratch.join("OVMF_VARS.fd");
-            std::fs::create_dir_all(&self.scratch)?;
             std::fs::copy(OVMF_VARS, &vars)
                 .with_context(|| format!("copying {OVMF_VARS} (is the ovmf package installed?)"))?;
             c.arg("-drive")
@@ -169,6 +124,21 @@ impl Vm {
         crate::cmd::die_with_parent(&mut c);
         Ok(c)
     }
+
+    /// The QEMU command line with this host's accelerator.
+    pub fn command(&self) -> Result<Command> {
+        self.command_with(accel()?)
+    }
+
+    /// Start the VM (stdin null; stdout and stderr as `c` is set up by
+    /// `adjust`) and watch it.
+    pub fn spawn(&self, adjust: impl FnOnce(&mut Command)) -> Result<Running> {
+        let mut c = self.command()?;
+        c.stdin(Stdio::null());
+        adjust(&mut c);
+        let child = c.spawn().with_context(|| format!("starting {QEMU}"))?;
+        Ok(Running::new(child, self.qmp_socket()))
+    }
 }
 
 /// The fw_cfg entry atomic-firstboot reads on `atomic.platform=qemu`.
@@ -182,16 +152,8 @@ pub fn firstboot_args(config: &Path) -> Vec<String> {
     ]
 }
 
-/// The config to pass to the agent: `given` after checking it with the
-/// agent's own validator, or an empty one written into `scratch`.
-fn firstboot_config(given: Option<&Path>, scratch: &Path) -> Result<PathBuf> {
-    let Some(p) = given else {
-        std::fs::create_dir_all(scratch)?;
-        let empty = scratch.join("firstboot-empty.toml");
-        std::fs::write(&empty, "version = 1\n")?;
-        eprintln!("no --firstboot-config: the first-boot agent gets an empty config and provisions nothing (etcd stays off until it has a configuration)");
-        return Ok(empty);
-    };
+/// Check `given` with the agent's own validator before passing it on.
+fn check_firstboot_config(p: &Path) -> Result<()> {
     if !p.is_file() {
         anyhow::bail!("--firstboot-config {}: no such file", p.display());
     }
@@ -214,7 +176,7 @@ fn firstboot_config(given: Option<&Path>, scratch: &Path) -> Result<PathBuf> {
         }
         Err(e) => eprintln!("warning: not checking {}: {e:#}", p.display()),
     }
-    Ok(p.to_owned())
+    Ok(())
 }
 
 /// `atomicbuild boot`: run the image with the console on this terminal.
@@ -222,7 +184,16 @@ pub fn boot_interactive(args: &crate::cli::BootArgs) -> Result<()> {
     crate::preflight::check_boot(args.firmware == Firmware::Uefi)?;
     check_image(&args.image)?;
     let scratch = std::env::temp_dir().join(format!("atomicbuild-boot-{}", std::process::id()));
-    let config = firstboot_config(args.firstboot_config.as_deref(), &scratch)?;
+    let extra = match args.firstboot_config.as_deref() {
+        Some(p) => {
+            check_firstboot_config(p)?;
+            firstboot_args(p)
+        }
+        None => {
+            eprintln!("no --firstboot-config: the first-boot agent finds no user data and provisions nothing (etcd stays off until it has a configuration)");
+            Vec::new()
+        }
+    };
     let vm = Vm {
         image: args.image.clone(),
         firmware: args.firmware,
@@ -232,9 +203,9 @@ pub fn boot_interactive(args: &crate::cli::BootArgs) -> Result<()> {
         serial: Serial::Stdio,
         scratch: scratch.clone(),
         forward: args.forward.clone(),
-        extra: firstboot_args(&config),
+        extra,
     };
-    let mut c = vm.command()?;
+    let accel = accel()?;
     eprintln!(
         "booting {} with {} ({}); quit with Ctrl-A X",
         args.image.display(),
@@ -243,14 +214,18 @@ pub fn boot_interactive(args: &crate::cli::BootArgs) -> Result<()> {
         } else {
             "BIOS/SeaBIOS"
         },
-        if kvm_works() {
-            "KVM"
-        } else {
-            "TCG software emulation: expect 2-4 minutes to a login prompt"
+        match accel {
+            Accel::Kvm => "KVM",
+            Accel::Tcg => "TCG software emulation: expect 2-4 minutes to a login prompt",
         }
     );
-    let status = c.status().context("starting qemu-system-x86_64")?;
+    let result = vm
+        .spawn(|c| {
+            c.stdin(Stdio::inherit());
+        })
+        .and_then(|mut running| running.wait(std::time::Duration::from_secs(1)));
     let _ = std::fs::remove_dir_all(&scratch);
+    let status = result?;
     if !status.success() {
         anyhow::bail!("QEMU exited with {status}");
     }
@@ -297,7 +272,7 @@ mod tests {
             forward: vec![(2222, 22), (12379, 2379)],
             extra: firstboot_args(&cfg),
         };
-        let c = vm.command().unwrap();
+        let c = vm.command_with(Accel::Tcg).unwrap();
         let args: Vec<String> = c
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())
@@ -316,14 +291,15 @@ mod tests {
         );
         assert!(after("-drive").contains("format=qcow2"));
         assert!(after("-drive").ends_with(",snapshot=on"));
+        assert_eq!(after("-accel"), "tcg");
+        assert!(after("-qmp").starts_with(&format!("unix:{}", d.path().join("qmp.sock").display())));
+        assert_eq!(after("-action"), "panic=pause");
     }
 
     #[test]
-    fn an_empty_config_is_passed_when_none_is_given() {
+    fn a_missing_firstboot_config_is_named() {
         let d = tempfile::tempdir().unwrap();
-        let p = firstboot_config(None, d.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(p).unwrap(), "version = 1\n");
-        let err = firstboot_config(Some(&d.path().join("missing.toml")), d.path()).unwrap_err();
+        let err = check_firstboot_config(&d.path().join("missing.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("no such file"));
     }
 }

@@ -1,0 +1,107 @@
+//! `atomicbuild boot` notices a guest that stopped and ends with an error
+//! within seconds instead of waiting forever: a guest that reports a panic
+//! through the pvpanic device (a boot sector of our own under SeaBIOS), and,
+//! on hosts where KVM cannot run guest code (the probe says so), a guest
+//! forced onto KVM with `ATOMICBUILD_ACCEL=kvm` (QEMU's internal-error).
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A 1 MiB raw disk whose boot sector writes 1 (panicked) to the pvpanic
+/// device's port 0x505, then halts.
+fn panicking_disk(path: &Path) {
+    let mut img = vec![0u8; 1 << 20];
+    let code = [
+        0xBA, 0x05, 0x05, // mov dx, 0x505
+        0xB0, 0x01, // mov al, 1
+        0xEE, // out dx, al
+        0xF4, // hlt
+        0xEB, 0xFD, // jmp hlt
+    ];
+    img[..code.len()].copy_from_slice(&code);
+    img[510] = 0x55;
+    img[511] = 0xAA;
+    std::fs::write(path, img).unwrap();
+}
+
+/// Run `atomicbuild boot` on `image`; (exit success, stderr, seconds).
+fn boot(image: &Path, firmware: &str, accel: Option<&str>) -> (bool, String, f64) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_atomicbuild"));
+    c.args(["boot", "--firmware", firmware, "--snapshot", "--image"])
+        .arg(image)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    match accel {
+        Some(a) => c.env("ATOMICBUILD_ACCEL", a),
+        None => c.env_remove("ATOMICBUILD_ACCEL"),
+    };
+    let t = Instant::now();
+    let mut child = c.spawn().unwrap();
+    let mut err = String::new();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let _ = stderr.read_to_string(&mut err);
+        err
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("atomicbuild boot still waits after 120 s on a guest that stopped");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let err = reader.join().unwrap();
+    (status.success(), err, t.elapsed().as_secs_f64())
+}
+
+#[test]
+fn boot_ends_with_an_error_when_the_guest_panics() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("panic.raw");
+    panicking_disk(&img);
+    let (ok, err, secs) = boot(&img, "bios", Some("tcg"));
+    eprintln!("{err}");
+    assert!(!ok, "boot should fail on a panicked guest");
+    assert!(err.contains("guest-panicked"), "{err}");
+    assert!(secs < 30.0, "took {secs:.1}s to notice");
+}
+
+#[test]
+fn forced_kvm_that_cannot_run_guest_code_ends_boot_with_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("panic.raw");
+    panicking_disk(&img);
+    // What the probe says of this host's KVM.
+    let probe = atomicbuild::qemu::accel::kvm_device_answers().and_then(|()| {
+        let qemu = atomicbuild::cmd::which(atomicbuild::qemu::QEMU).unwrap();
+        atomicbuild::qemu::accel::probe(&qemu, &atomicbuild::qemu::Accel::Kvm.qemu_args(), d.path())
+    });
+    match probe {
+        Ok(()) => {
+            eprintln!("KVM runs guest code on this host: nothing to show here");
+            return;
+        }
+        Err(why) => eprintln!("the probe refuses KVM here: {why}"),
+    }
+    // Not forced: the one-line fallback, then the guest panics under TCG.
+    let (ok, err, _) = boot(&img, "bios", None);
+    assert!(!ok && err.contains("using TCG"), "{err}");
+    // Forced onto KVM, OVMF dies at once: QEMU's internal-error state.
+    if atomicbuild::qemu::accel::kvm_device_answers().is_ok() {
+        let (ok, err, secs) = boot(&img, "uefi", Some("kvm"));
+        eprintln!("{err}");
+        assert!(!ok, "boot should fail when KVM cannot run the guest");
+        assert!(
+            err.contains("internal-error") && err.contains("ATOMICBUILD_ACCEL=tcg"),
+            "{err}"
+        );
+        assert!(secs < 30.0, "took {secs:.1}s to notice");
+    }
+}
