@@ -194,17 +194,23 @@ impl StageCache {
         ));
         fsutil::remove_tree(&tmp)?;
         fs::create_dir_all(&tmp)?;
-        let mut sums = Vec::new();
-        for i in 0..n {
-            sums.push(add(&tmp, i)?);
+        let filled = (0..n)
+            .map(|i| add(&tmp, i))
+            .collect::<Result<Vec<FileSum>>>()
+            .and_then(|files| {
+                let meta = EntryMeta {
+                    stage: stage.into(),
+                    key: key.into(),
+                    created: now(),
+                    files,
+                };
+                fsutil::write_atomic(&tmp.join("entry.json"), &serde_json::to_vec_pretty(&meta)?)
+            });
+        if let Err(e) = filled {
+            // A full cache disk: leave nothing half-written behind.
+            let _ = fsutil::remove_tree(&tmp);
+            return Err(e);
         }
-        let meta = EntryMeta {
-            stage: stage.into(),
-            key: key.into(),
-            created: now(),
-            files: sums,
-        };
-        fsutil::write_atomic(&tmp.join("entry.json"), &serde_json::to_vec_pretty(&meta)?)?;
         let e = self.entry(stage, key);
         fsutil::remove_tree(&e)?;
         fs::rename(&tmp, &e)?;

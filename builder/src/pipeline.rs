@@ -252,6 +252,7 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("creating the output directory {}", out_dir.display()))?;
     fsutil::remove_stale_tmp(&out_dir)?;
+    let tmp_cleanup = fsutil::TmpCleanup::new(&out_dir);
     let workdir = args
         .workdir
         .clone()
@@ -403,6 +404,7 @@ pub fn build(args: &BuildArgs) -> Result<Built> {
     let sums = output::sha256sums(&sums);
     fsutil::write_atomic(&out_dir.join("SHA256SUMS"), sums.as_bytes())?;
 
+    tmp_cleanup.disarm();
     cleanup
         .join()
         .map_err(|_| anyhow::anyhow!("cleaning the work directory panicked"))??;

@@ -6,10 +6,15 @@
 //! TCG otherwise; each boot is bounded and a hung boot fails with the
 //! console tail.
 //!
-//! Each boot gets a first-boot config by fw_cfg (see `firstboot_vm`): the
-//! UEFI guest joins an etcd that runs on this machine, the BIOS guest
-//! bootstraps its own; both get a hostname, a user with an SSH key and the
-//! kubelet's bootstrap files. etcd is then checked from this side.
+//! The UEFI guest gets a first-boot config by fw_cfg (see `firstboot_vm`):
+//! it joins an etcd that runs on this machine and gets a hostname, a user
+//! with an SSH key and the kubelet's bootstrap files; etcd is then checked
+//! from this side. The BIOS guest gets no config at all (a plain boot, as
+//! VirtualBox users of the OVA get) on a disk enlarged by 2 GiB before the
+//! boot: it must come up clean, say it has no user data, and grow its root.
+//!
+//! The variant builds write their outputs to a tmpfs (another file system
+//! than the cache), and one of them into a tmpfs too small for it.
 //!
 //! Needs root, network access to Debian's archive, and the packages
 //! `.ci/run` installs. One test function, so the image is built once.
@@ -90,24 +95,20 @@ fn stage_entry<'a>(meta: &'a serde_json::Value, name: &str) -> &'a serde_json::V
         .unwrap_or_else(|| panic!("no stage {name} in {}", meta["stages"]))
 }
 
-/// Build a variant of the test manifest in `dir` and return its metadata.
+/// Build a variant of the test manifest in `dir` into `out` and return its
+/// metadata.
 fn build_variant(
     manifest: &Path,
     dir: &Path,
+    out: &Path,
     work: &Path,
     edit: impl Fn(&str) -> String,
 ) -> serde_json::Value {
-    build_variant_with(manifest, dir, work, edit, |_| {}).0
+    build_variant_with(manifest, dir, out, work, edit, |_| {}).0
 }
 
-/// The same, with extra arguments or environment; also returns stdout.
-fn build_variant_with(
-    manifest: &Path,
-    dir: &Path,
-    work: &Path,
-    edit: impl Fn(&str) -> String,
-    adjust: impl Fn(&mut Command),
-) -> (serde_json::Value, String) {
+/// Write the variant's manifest (and copy the test overlay once); its path.
+fn write_variant(manifest: &Path, dir: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
     let src = manifest.parent().unwrap();
     let shared = src.join("../../overlays/k8s-node").canonicalize().unwrap();
     if !dir.join("overlay").exists() {
@@ -126,8 +127,20 @@ fn build_variant_with(
     );
     let variant = dir.join("host.toml");
     std::fs::write(&variant, edit(&text)).unwrap();
-    let out = dir.join("out");
-    let mut c = build_cmd(&variant, &out, work);
+    variant
+}
+
+/// The same, with extra arguments or environment; also returns stdout.
+fn build_variant_with(
+    manifest: &Path,
+    dir: &Path,
+    out: &Path,
+    work: &Path,
+    edit: impl Fn(&str) -> String,
+    adjust: impl Fn(&mut Command),
+) -> (serde_json::Value, String) {
+    let variant = write_variant(manifest, dir, edit);
+    let mut c = build_cmd(&variant, out, work);
     adjust(&mut c);
     let o = c.output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -215,9 +228,55 @@ fn upload_checks(
     );
 }
 
-/// A changed input redoes exactly the stages downstream of it.
+/// A tmpfs mounted on a directory while the value lives: an output
+/// directory on another file system than the cache.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mounting a tmpfs on {}", dir.display());
+        Tmpfs(dir.to_owned())
+    }
+
+    fn resize(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Names in `dir` that are temporary files of a build.
+fn tmp_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(atomicbuild::fsutil::TMP_PREFIX))
+        .collect()
+}
+
+/// A changed input redoes exactly the stages downstream of it. Every
+/// variant is built with `--output` on a tmpfs (the cache stays on this
+/// disk): cached disks are copied across file systems and new ones cached
+/// across them, with the same bytes.
 fn stage_invalidation(manifest: &Path, tmp: &Path, work: &Path, commit: &str, raw_sha: &str) {
     let dir = tmp.join("variant");
+    let out = dir.join("out");
+    let _tmpfs = Tmpfs::mount(&out, "8G");
     // A comment and [[upload]] entries reach no stage: every stage is
     // reused, disk included, and the image is the same bytes. The build
     // runs with --upload against moto and a real Keystone + Glance.
@@ -246,6 +305,7 @@ fn stage_invalidation(manifest: &Path, tmp: &Path, work: &Path, commit: &str, ra
     let (m, stdout) = build_variant_with(
         manifest,
         &dir,
+        &out,
         work,
         |t| format!("{t}{uploads}"),
         |c| {
@@ -261,7 +321,7 @@ fn stage_invalidation(manifest: &Path, tmp: &Path, work: &Path, commit: &str, ra
         "cached build + uploads took {:.0}s",
         t.elapsed().as_secs_f64()
     );
-    upload_checks(&m, &dir.join("out"), &stdout, &moto, &os);
+    upload_checks(&m, &out, &stdout, &moto, &os);
     for s in ["install", "initramfs", "disk"] {
         assert_eq!(
             stage_entry(&m, s)["cached"],
@@ -286,7 +346,7 @@ fn stage_invalidation(manifest: &Path, tmp: &Path, work: &Path, commit: &str, ra
         format!("changed in {}\n", dir.display()),
     )
     .unwrap();
-    let m = build_variant(manifest, &dir, work, |t| t.to_string());
+    let m = build_variant(manifest, &dir, &out, work, |t| t.to_string());
     for s in ["install", "initramfs"] {
         assert_eq!(
             stage_entry(&m, s)["cached"],
@@ -305,6 +365,50 @@ fn stage_invalidation(manifest: &Path, tmp: &Path, work: &Path, commit: &str, ra
         "an overlay change must change the commit"
     );
     eprintln!("overlay-change rebuild stages: {}", m["stages"]);
+    // The same inputs into a second output directory on the tmpfs: the
+    // disk cached (across file systems) above is copied back, same bytes.
+    let again = out.join("again");
+    let m2 = build_variant(manifest, &dir, &again, work, |t| t.to_string());
+    assert_eq!(stage_entry(&m2, "disk")["cached"], true, "{}", m2["stages"]);
+    assert_eq!(
+        m2["artifacts"][0]["sha256"], m["artifacts"][0]["sha256"],
+        "the same inputs gave another image through the cross-filesystem cache"
+    );
+    full_output_filesystem(manifest, &dir, tmp, work);
+}
+
+/// A build into a small output file system fails clearly, leaves no
+/// temporary file, and the next build with space succeeds.
+fn full_output_filesystem(manifest: &Path, dir: &Path, tmp: &Path, work: &Path) {
+    let out = tmp.join("full-out");
+    let small = Tmpfs::mount(&out, "300M");
+    // New contents: the disk is written (mke2fs) into the small file system.
+    std::fs::write(
+        dir.join("overlay/etc/atomicbuild-variant"),
+        format!("disk full in {}\n", out.display()),
+    )
+    .unwrap();
+    let variant = write_variant(manifest, dir, |t| t.to_string());
+    let o = build_cmd(&variant, &out, work).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a build into 300 MiB should fail");
+    assert!(
+        stderr.contains("No space left on device"),
+        "the error should say the disk is full:\n{}",
+        tail(&stderr, 20)
+    );
+    assert_eq!(
+        tmp_names(&out),
+        Vec::<String>::new(),
+        "a failed build left temporary files"
+    );
+    assert_eq!(final_names(&out), Vec::<String>::new());
+    eprintln!("disk-full build said:\n{}", tail(&stderr, 4));
+    small.resize("8G");
+    let m = build_variant(manifest, dir, &out, work, |t| t.to_string());
+    assert!(out
+        .join(m["artifacts"][0]["file"].as_str().unwrap())
+        .is_file());
 }
 
 /// Start a build, SIGKILL it a moment into its disk stage, and check that
@@ -371,16 +475,17 @@ fn read_console(log: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
 }
 
-/// Boot `image` with the first-boot `config` and the port `forward`s and
-/// return (the checks report, the console, what `outside` found) once the
-/// checks finished. The guest writes its report to a second serial port
-/// and then waits (its config asks it to hold) while `outside` checks it
-/// from this machine; then the VM is stopped.
+/// Boot `image` with the first-boot `config` (if any) and the port
+/// `forward`s and return (the checks report, the console, what `outside`
+/// found) once the checks finished. The guest writes its report to a second
+/// serial port and then waits (when its config asks it to hold) while
+/// `outside` checks it from this machine, or powers off; then the VM is
+/// stopped.
 fn boot(
     image: &Path,
     firmware: Firmware,
     scratch: &Path,
-    config: &Path,
+    config: Option<&Path>,
     forward: Vec<(u16, u16)>,
     outside: impl FnOnce() -> Vec<String>,
 ) -> Result<(String, String, Vec<String>), String> {
@@ -397,7 +502,9 @@ fn boot(
         forward,
         extra: [
             vec!["-serial".into(), format!("file:{}", report.display())],
-            atomicbuild::qemu::firstboot_args(config),
+            config
+                .map(atomicbuild::qemu::firstboot_args)
+                .unwrap_or_default(),
         ]
         .concat(),
     };
@@ -460,93 +567,81 @@ fn one(r: &Report, name: &str) -> String {
     r.get(name).map(|v| v.join("\n")).unwrap_or_default()
 }
 
+/// Collects mismatches: `expect(ok, what should hold, what was seen)`.
+#[derive(Default)]
+struct Mismatches(Vec<String>);
+
+impl Mismatches {
+    fn expect(&mut self, ok: bool, what: &str, got: impl Into<String>) {
+        if !ok {
+            self.0.push(format!("{what}; got: {:?}", got.into()));
+        }
+    }
+}
+
+/// How a guest was booted: with or without user data, on a disk enlarged
+/// by `grown_by` bytes.
+struct BootCase<'a> {
+    firmware: Firmware,
+    provisioned: Option<&'a firstboot_vm::Guest>,
+    grown_by: u64,
+}
+
 /// Compare what the guest reported with what the manifest and the build
 /// metadata say; return every mismatch.
 fn check_report(
     r: &Report,
+    case: &BootCase,
+    m: &atomicbuild::manifest::Manifest,
+    commit: &str,
+) -> Vec<String> {
+    let mut bad = Mismatches::default();
+    check_system(r, case.firmware, m, commit, &mut bad);
+    check_root_growth(r, m, case.grown_by, &mut bad);
+    match case.provisioned {
+        Some(guest) => check_provisioned(r, guest, m, &mut bad),
+        None => check_unprovisioned(r, m, &mut bad),
+    }
+    bad.0
+}
+
+/// What every boot must show: a clean, read-only OSTree system from this
+/// build, the manifest's user, firmware, networking.
+fn check_system(
+    r: &Report,
     firmware: Firmware,
     m: &atomicbuild::manifest::Manifest,
     commit: &str,
-    guest: &firstboot_vm::Guest,
-) -> Vec<String> {
-    let mut bad = Vec::new();
-    let mut expect = |ok: bool, what: &str, got: String| {
-        if !ok {
-            bad.push(format!("{what}; got: {got:?}"));
-        }
-    };
+    bad: &mut Mismatches,
+) {
     let state = one(r, "state");
-    expect(state == "running", "system state should be running", state);
+    bad.expect(state == "running", "system state should be running", state);
     let failed = one(r, "failed");
-    expect(
+    bad.expect(
         failed.trim().is_empty(),
         "no unit should have failed",
         failed,
     );
     let w = one(r, "usr-write");
-    expect(
+    bad.expect(
         w.contains("rc=") && !w.contains("WRITABLE"),
         "writing to /usr must fail",
         w,
     );
     let mo = one(r, "usr-mount");
-    expect(
+    bad.expect(
         mo.split(',').any(|o| o == "ro"),
         "/usr must be mounted read-only",
         mo,
     );
     let st = one(r, "ostree");
-    expect(
+    bad.expect(
         st.contains(commit) && st.lines().any(|l| l.starts_with("* ")),
         &format!("ostree admin status should show the built commit {commit} as booted"),
         st,
     );
-    let act = r.get("active").cloned().unwrap_or_default();
-    expect(
-        act.len() == 5 && act.iter().all(|a| a == "active"),
-        "atomic-firstboot, containerd, etcd, ssh and networkd should be active",
-        act.join(","),
-    );
-    let stamp = one(r, "firstboot-stamp");
-    expect(
-        stamp == "present",
-        &format!(
-            "atomic-firstboot should have finished (its log:\n{})",
-            one(r, "firstboot-log")
-        ),
-        stamp,
-    );
-    let ec = one(r, "etcd-conf");
-    let state = if guest.join { "existing" } else { "new" };
-    expect(
-        ec.lines()
-            .any(|l| l.starts_with("initial-cluster-state:") && l.contains(state))
-            && ec.contains(&format!(
-                "heartbeat-interval: {}",
-                firstboot_vm::HEARTBEAT_MS
-            )),
-        &format!("the agent should have configured etcd ({state} cluster, the config's timing)"),
-        ec,
-    );
-    let el = one(r, "etcd-listen");
-    expect(
-        // Go listens on 0.0.0.0 with a dual-stack socket: ss shows `*`.
-        ["2379", "2380"].iter().all(|p| {
-            el.lines()
-                .any(|l| l == format!("*:{p}") || l == format!("0.0.0.0:{p}"))
-        }),
-        "etcd should listen on all addresses (listen_*_urls)",
-        el,
-    );
-    let kc = one(r, "kubelet-conf");
-    expect(
-        kc.contains("/etc/kubernetes/bootstrap-kubelet.conf 600")
-            && kc.contains("/var/lib/kubelet/config.yaml"),
-        "the kubelet's bootstrap kubeconfig (0600) and config should be written",
-        kc,
-    );
     let ctr = one(r, "containerd");
-    expect(
+    bad.expect(
         ctr.contains("Server:"),
         "containerd should answer `ctr version`",
         ctr,
@@ -558,7 +653,7 @@ fn check_report(
         .map(String::as_str)
         .chain(["root=LABEL=root", "atomic.platform=qemu"])
     {
-        expect(
+        bad.expect(
             cmdline.split_whitespace().any(|w| w == a),
             &format!("kernel argument {a} should be on /proc/cmdline"),
             cmdline.clone(),
@@ -566,7 +661,7 @@ fn check_report(
     }
     let user = &m.users[0];
     let pw = one(r, "passwd");
-    expect(
+    bad.expect(
         pw.starts_with(&format!("{}:x:", user.name))
             && pw.contains(&format!(":/home/{}:", user.name)),
         "the manifest's user should exist",
@@ -574,43 +669,23 @@ fn check_report(
     );
     let groups = one(r, "groups");
     for g in &user.groups {
-        expect(
+        bad.expect(
             groups.split_whitespace().any(|x| x == g),
             &format!("user should be in group {g}"),
             groups.clone(),
         );
     }
     let keys = r.get("authorized-keys").cloned().unwrap_or_default();
-    expect(
+    bad.expect(
         keys == user.ssh_authorized_keys,
         "authorized_keys should hold exactly the manifest's keys",
         keys.join("\n"),
     );
     let perm = one(r, "keys-perm");
-    expect(
+    bad.expect(
         perm == format!("{} 600", user.name),
         "authorized_keys should be owned by the user, mode 600",
         perm,
-    );
-    let fb = one(r, "fb-passwd");
-    let u = firstboot_vm::FB_USER;
-    expect(
-        fb.starts_with(&format!("{u}:x:")) && fb.contains(&format!(":/home/{u}:")),
-        "the first-boot config's user should exist",
-        fb,
-    );
-    let fk = r.get("fb-authorized-keys").cloned().unwrap_or_default();
-    expect(
-        fk == [firstboot_vm::FB_KEY],
-        "the first-boot config's key should be authorized",
-        fk.join("\n"),
-    );
-    // The first-boot config's hostname wins over the image's.
-    let hn = one(r, "hostname");
-    expect(
-        hn == guest.hostname() && hn != m.hostname,
-        "hostname should be the first-boot config's",
-        hn,
     );
     let fw = one(r, "firmware");
     let want = if firmware == Firmware::Uefi {
@@ -618,31 +693,183 @@ fn check_report(
     } else {
         "bios"
     };
-    expect(
+    bad.expect(
         fw == want,
         &format!("the guest should have booted with {want}"),
         fw,
     );
     let bm = one(r, "boot-mount");
-    expect(
+    bad.expect(
         bm.contains("ext4"),
         "/boot should be the ext4 boot partition",
         bm,
     );
     let hk: u32 = one(r, "hostkeys").trim().parse().unwrap_or(0);
-    expect(
+    bad.expect(
         hk >= 1,
         "SSH host keys should be generated on first boot",
         hk.to_string(),
     );
     // QEMU user networking hands out 10.0.2.15 over DHCP.
     let ip = one(r, "ipv4");
-    expect(
+    bad.expect(
         ip.starts_with("10.0.2.15/"),
         "networkd should have configured the NIC by DHCP",
         ip,
     );
-    bad
+}
+
+/// The root filesystem spans its partition, which reaches the end of the
+/// disk, however much the disk grew before the boot.
+fn check_root_growth(
+    r: &Report,
+    m: &atomicbuild::manifest::Manifest,
+    grown_by: u64,
+    bad: &mut Mismatches,
+) {
+    let disk: u64 = one(r, "disk-bytes").trim().parse().unwrap_or(0);
+    bad.expect(
+        disk == m.disk.size + grown_by,
+        &format!("the disk should have {} bytes", m.disk.size + grown_by),
+        disk.to_string(),
+    );
+    let part = atomicbuild::disk::layout_for(m).part("root").size;
+    let fs: u64 = one(r, "root-size").trim().parse().unwrap_or(0);
+    let log = one(r, "growroot-log");
+    // ext4 reports its size less its metadata (a few per cent).
+    let want = part + grown_by;
+    bad.expect(
+        fs <= want && fs > want / 100 * 95,
+        &format!("/ should span the root partition of {want} bytes (growroot said: {log})"),
+        fs.to_string(),
+    );
+    bad.expect(
+        if grown_by > 0 {
+            log.contains("grown to") && log.contains("filesystem grown")
+        } else {
+            log.contains("already fills the disk")
+        },
+        "atomic-growroot should say what it did",
+        log,
+    );
+}
+
+/// A guest with user data: provisioned by the agent, joined to etcd.
+fn check_provisioned(
+    r: &Report,
+    guest: &firstboot_vm::Guest,
+    m: &atomicbuild::manifest::Manifest,
+    bad: &mut Mismatches,
+) {
+    let act = r.get("active").cloned().unwrap_or_default();
+    bad.expect(
+        act.len() == 5 && act.iter().all(|a| a == "active"),
+        "atomic-firstboot, containerd, etcd, ssh and networkd should be active",
+        act.join(","),
+    );
+    let stamp = one(r, "firstboot-stamp");
+    bad.expect(
+        stamp == "present",
+        &format!(
+            "atomic-firstboot should have finished (its log:\n{})",
+            one(r, "firstboot-log")
+        ),
+        stamp,
+    );
+    let ec = one(r, "etcd-conf");
+    bad.expect(
+        ec.lines()
+            .any(|l| l.starts_with("initial-cluster-state:") && l.contains("existing"))
+            && ec.contains(&format!(
+                "heartbeat-interval: {}",
+                firstboot_vm::HEARTBEAT_MS
+            )),
+        "the agent should have configured etcd (existing cluster, the config's timing)",
+        ec,
+    );
+    let el = one(r, "etcd-listen");
+    bad.expect(
+        // Go listens on 0.0.0.0 with a dual-stack socket: ss shows `*`.
+        ["2379", "2380"].iter().all(|p| {
+            el.lines()
+                .any(|l| l == format!("*:{p}") || l == format!("0.0.0.0:{p}"))
+        }),
+        "etcd should listen on all addresses (listen_*_urls)",
+        el,
+    );
+    let kc = one(r, "kubelet-conf");
+    bad.expect(
+        kc.contains("/etc/kubernetes/bootstrap-kubelet.conf 600")
+            && kc.contains("/var/lib/kubelet/config.yaml"),
+        "the kubelet's bootstrap kubeconfig (0600) and config should be written",
+        kc,
+    );
+    let fb = one(r, "fb-passwd");
+    let u = firstboot_vm::FB_USER;
+    bad.expect(
+        fb.starts_with(&format!("{u}:x:")) && fb.contains(&format!(":/home/{u}:")),
+        "the first-boot config's user should exist",
+        fb,
+    );
+    let fk = r.get("fb-authorized-keys").cloned().unwrap_or_default();
+    bad.expect(
+        fk == [firstboot_vm::FB_KEY],
+        "the first-boot config's key should be authorized",
+        fk.join("\n"),
+    );
+    // The first-boot config's hostname wins over the image's.
+    let hn = one(r, "hostname");
+    bad.expect(
+        hn == guest.hostname() && hn != m.hostname,
+        "hostname should be the first-boot config's",
+        hn,
+    );
+}
+
+/// A plain boot without user data (what VirtualBox users of the OVA get):
+/// the agent says so within seconds and provisions nothing; the image's
+/// own settings stay; etcd stays off; nothing failed.
+fn check_unprovisioned(r: &Report, m: &atomicbuild::manifest::Manifest, bad: &mut Mismatches) {
+    let act = r.get("active").cloned().unwrap_or_default();
+    bad.expect(
+        act == ["active", "active", "inactive", "active", "active"],
+        "atomic-firstboot (finished), containerd, ssh and networkd should be active, etcd off",
+        act.join(","),
+    );
+    let log = one(r, "firstboot-log");
+    bad.expect(
+        log.contains("no user data on this platform (qemu)"),
+        "atomic-firstboot should say there is no user data",
+        log.clone(),
+    );
+    let took = one(r, "firstboot-time");
+    let us = |key: &str| -> Option<u64> {
+        took.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let secs = match (
+        us("ExecMainStartTimestampMonotonic"),
+        us("ExecMainExitTimestampMonotonic"),
+    ) {
+        (Some(a), Some(b)) if b >= a && a > 0 => Some((b - a) as f64 / 1e6),
+        _ => None,
+    };
+    bad.expect(
+        secs.is_some_and(|s| s < 5.0),
+        "atomic-firstboot should finish within a few seconds",
+        format!("{secs:?} s from {took}"),
+    );
+    let stamp = one(r, "firstboot-stamp");
+    bad.expect(
+        stamp == "missing",
+        "no provisioning stamp without user data",
+        stamp,
+    );
+    let hn = one(r, "hostname");
+    bad.expect(hn == m.hostname, "the image's hostname should stay", hn);
+    let fb = one(r, "fb-passwd");
+    bad.expect(fb.is_empty(), "no first-boot user without user data", fb);
 }
 
 #[test]
@@ -753,42 +980,60 @@ fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
     assert_eq!(info["format"], "qcow2");
     assert_eq!(info["format-specific"]["data"]["compression-type"], "zstd");
     assert_eq!(info["virtual-size"], m.disk.size);
-    // First boot: an etcd here for the UEFI guest to join; the BIOS guest
-    // bootstraps its own.
+    // First boot: the UEFI guest gets user data and joins an etcd here;
+    // the BIOS guest gets none (a plain boot, as from the OVA in
+    // VirtualBox) and boots from the qcow2 enlarged by 2 GiB, which its
+    // root must grow into.
     let pki = firstboot_vm::Pki::new(&tmp.path().join("pki"));
     pki.issue("host", &["127.0.0.1", "10.0.2.2"]);
     pki.issue("client", &[]);
     let host_etcd = firstboot_vm::HostEtcd::start(&pki, tmp.path());
     let host_port = host_etcd.client_port;
+    const GROWN_BY: u64 = 2 << 30;
+    let grown = tmp.path().join("grown.qcow2");
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(&bios_img)
+        .arg(&grown)
+        .arg((m.disk.size + GROWN_BY).to_string())
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "qemu-img create of the enlarged overlay failed"
+    );
     let mut handles = Vec::new();
-    for (fw, img, guest) in [
+    for (fw, img, guest, grown_by) in [
         (
             Firmware::Uefi,
             raw.clone(),
-            firstboot_vm::Guest::new("uefi-joined", true),
+            Some(firstboot_vm::Guest::new("uefi-joined")),
+            0,
         ),
-        (
-            Firmware::Bios,
-            bios_img,
-            firstboot_vm::Guest::new("bios-bootstrap", false),
-        ),
+        (Firmware::Bios, grown.clone(), None, GROWN_BY),
     ] {
         let scratch = tmp.path().join(format!("vm-{fw:?}"));
         std::fs::create_dir_all(&scratch).unwrap();
-        let config = scratch.join("user-data.toml");
-        std::fs::write(&config, guest.config(&pki, host_port)).unwrap();
+        let config = guest.as_ref().map(|g| {
+            let config = scratch.join("user-data.toml");
+            std::fs::write(&config, g.config(&pki, host_port)).unwrap();
+            config
+        });
         let pki = pki.clone();
         handles.push(std::thread::spawn(move || {
-            let forward = guest.forward();
-            let r = boot(&img, fw, &scratch, &config, forward, || {
-                guest.check_from_host(&pki, Some(host_port))
+            let forward = guest.as_ref().map(|g| g.forward()).unwrap_or_default();
+            let r = boot(&img, fw, &scratch, config.as_deref(), forward, || {
+                guest
+                    .as_ref()
+                    .map(|g| g.check_from_host(&pki, host_port))
+                    .unwrap_or_default()
             });
-            (fw, guest, r)
+            (fw, guest, grown_by, r)
         }));
     }
     let mut failures = Vec::new();
     for h in handles {
-        let (fw, guest, result) = h.join().unwrap();
+        let (fw, guest, grown_by, result) = h.join().unwrap();
         match result {
             Err(e) => failures.push(format!("[{fw:?}] {e}")),
             Ok((report, console, outside)) => {
@@ -797,7 +1042,12 @@ fn build_interrupt_rebuild_and_boot_uefi_and_bios() {
                     "[{fw:?}] boot to running: {}s (guest uptime)",
                     one(&r, "uptime")
                 );
-                let mut bad = check_report(&r, fw, &m, &commit, &guest);
+                let case = BootCase {
+                    firmware: fw,
+                    provisioned: guest.as_ref(),
+                    grown_by,
+                };
+                let mut bad = check_report(&r, &case, &m, &commit);
                 bad.extend(outside);
                 if !bad.is_empty() {
                     failures.push(format!(

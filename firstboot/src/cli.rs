@@ -31,6 +31,15 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Grow the root partition (the disk's last) and its ext4 filesystem to
+    /// the end of the disk, online; nothing when there is no new space. Run
+    /// on every boot by atomic-growroot.service.
+    GrowRoot {
+        /// A mount point on the partition to grow [default: /sysroot, the
+        /// OSTree physical root, else /].
+        #[arg(long)]
+        mountpoint: Option<PathBuf>,
+    },
     /// Print the CA pin of a certificate: sha256:<hex> of its SubjectPublicKeyInfo.
     CaHash {
         /// PEM or DER certificate.

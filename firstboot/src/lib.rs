@@ -16,6 +16,7 @@ pub mod cmdline;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod growroot;
 pub mod http;
 pub mod providers;
 pub mod retry;
@@ -45,14 +46,19 @@ pub const INSTALL_FILES: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
+        "firstboot/dist/atomic-growroot.service",
+        "/usr/lib/systemd/system/atomic-growroot.service",
+        0o644,
+    ),
+    (
         "firstboot/dist/etcd.service.d/10-atomic-firstboot.conf",
         "/usr/lib/systemd/system/etcd.service.d/10-atomic-firstboot.conf",
         0o644,
     ),
 ];
 
-/// The unit to enable in images (`systemctl enable`, or a preset).
-pub const UNIT: &str = "atomic-firstboot.service";
+/// The units to enable in images (`systemctl enable`, or a preset).
+pub const UNITS: &[&str] = &["atomic-firstboot.service", "atomic-growroot.service"];
 
 /// Print a progress line (stdout; failures go to stderr as one line).
 pub fn log(msg: &str) {
@@ -65,6 +71,18 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
         None => run_agent(&cli.run),
         Some(Command::Run(a)) => run_agent(&a),
         Some(Command::Validate { config }) => validate(&config),
+        Some(Command::GrowRoot { mountpoint }) => {
+            let m = mountpoint.unwrap_or_else(|| {
+                let sysroot = Path::new("/sysroot");
+                match sysroot.join("ostree").is_dir() {
+                    true => sysroot.to_owned(),
+                    false => PathBuf::from("/"),
+                }
+            });
+            let said = growroot::grow(&m).in_step("grow-root", "--mountpoint")?;
+            println!("atomic-growroot: {said}");
+            Ok(())
+        }
         Some(Command::CaHash { cert }) => {
             let pin = ca_hash(&cert).in_step("ca-hash", "--cert")?;
             println!("{pin}");

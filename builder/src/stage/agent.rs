@@ -1,6 +1,6 @@
 //! The first-boot agent every image carries: `atomic-firstboot` (built from
-//! this workspace's `firstboot/` crate), its systemd unit and the etcd
-//! drop-in that keeps Debian's etcd from starting unconfigured, installed
+//! this workspace's `firstboot/` crate), its systemd units (provisioning
+//! once; growing the root to its disk on every boot) and the etcd drop-in that keeps Debian's etcd from starting unconfigured, installed
 //! into the root and the unit enabled. Where the agent looks for its
 //! configuration is set by kernel arguments from the `[firstboot]` table.
 
@@ -13,6 +13,9 @@ use anyhow::{bail, Context, Result};
 use crate::fsutil;
 
 const UNIT: &str = include_str!("../../../firstboot/dist/atomic-firstboot.service");
+const GROWROOT_UNIT: &str = include_str!("../../../firstboot/dist/atomic-growroot.service");
+/// The agent's units, enabled in every image.
+pub const UNITS: &[&str] = &["atomic-firstboot.service", "atomic-growroot.service"];
 const ETCD_DROPIN: &str =
     include_str!("../../../firstboot/dist/etcd.service.d/10-atomic-firstboot.conf");
 
@@ -55,6 +58,11 @@ pub fn install(root: &Path) -> Result<()> {
         "usr/lib/systemd/system/atomic-firstboot.service",
         0o644,
         &|p| fsutil::replace_file(p, UNIT),
+    )?;
+    put(
+        "usr/lib/systemd/system/atomic-growroot.service",
+        0o644,
+        &|p| fsutil::replace_file(p, GROWROOT_UNIT),
     )?;
     put(
         "usr/lib/systemd/system/etcd.service.d/10-atomic-firstboot.conf",

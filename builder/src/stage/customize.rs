@@ -125,7 +125,7 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
 
     stage.message("first-boot agent");
     super::agent::install(&root)?;
-    let mut enable = vec!["atomic-firstboot.service".to_string()];
+    let mut enable: Vec<String> = super::agent::UNITS.iter().map(|u| u.to_string()).collect();
     enable.extend(m.units.enable.iter().cloned());
     for (verb, units) in [
         ("enable", &enable),

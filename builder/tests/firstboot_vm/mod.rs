@@ -245,12 +245,11 @@ pub fn etcdctl(pki: &Pki, port: u16, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// One guest's part: its name, mode, forwarded ports and expectations.
+/// One provisioned guest's part: its name, forwarded ports and
+/// expectations. It joins the host's etcd.
 pub struct Guest {
     /// etcd member name, also in the hostname.
     pub name: String,
-    /// Joins the host's etcd (else bootstraps its own cluster).
-    pub join: bool,
     /// 127.0.0.1 ports forwarded to the guest's 2379 and 2380.
     pub client_port: u16,
     pub peer_port: u16,
@@ -261,10 +260,9 @@ pub const FB_USER: &str = "ops";
 pub const FB_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHXDDsG6oVZb1cFI2R0Pp0a81S7JfFSPmP3P2JWl9nKm ops@atomicbuild-test";
 
 impl Guest {
-    pub fn new(name: &str, join: bool) -> Guest {
+    pub fn new(name: &str) -> Guest {
         Guest {
             name: name.to_string(),
-            join,
             client_port: free_port(),
             peer_port: free_port(),
         }
@@ -279,15 +277,12 @@ impl Guest {
     }
 
     /// The agent's config for this guest: hostname, a user with a key, a
-    /// file, etcd (join the host's cluster, or bootstrap one) and the
+    /// file, etcd (join the host's cluster) and the
     /// kubelet's bootstrap files.
     pub fn config(&self, pki: &Pki, host_client_port: u16) -> String {
         pki.issue(&self.name, &["127.0.0.1", "10.0.2.15"]);
-        let mode = if self.join {
-            format!("mode = \"join\"\nendpoints = [\"https://10.0.2.2:{host_client_port}\"]")
-        } else {
-            "mode = \"bootstrap\"".to_string()
-        };
+        let mode =
+            format!("mode = \"join\"\nendpoints = [\"https://10.0.2.2:{host_client_port}\"]");
         format!(
             r#"version = 1
 hostname = "{hostname}"
@@ -342,17 +337,12 @@ ca = """
         )
     }
 
-    /// Checks from this side while the guest runs; returns every failure.
-    /// Join: the host's cluster has two voting members, and data written
-    /// on either side is read on the other. Bootstrap: the guest's own
-    /// one-member cluster answers through the forwarded port.
-    pub fn check_from_host(&self, pki: &Pki, host_port: Option<u16>) -> Vec<String> {
+    /// Checks from this side while the guest runs; returns every failure:
+    /// the host's cluster has two voting members, and data written on
+    /// either side is read on the other.
+    pub fn check_from_host(&self, pki: &Pki, host_port: u16) -> Vec<String> {
         let mut bad = Vec::new();
-        let list_port = match (self.join, host_port) {
-            (true, Some(h)) => h,
-            _ => self.client_port,
-        };
-        let members = match etcdctl(pki, list_port, &["member", "list", "-w", "json"]) {
+        let members = match etcdctl(pki, host_port, &["member", "list", "-w", "json"]) {
             Ok(j) => serde_json::from_str::<serde_json::Value>(&j).unwrap_or_default(),
             Err(e) => {
                 return vec![format!("{}: member list failed: {e}", self.name)];
@@ -364,10 +354,7 @@ ca = """
             .map(|m| m["name"].as_str().unwrap_or("").to_string())
             .collect();
         names.sort();
-        let mut want = vec![self.name.clone()];
-        if self.join {
-            want.push("host".into());
-        }
+        let mut want = vec![self.name.clone(), "host".into()];
         want.sort();
         if names != want {
             bad.push(format!(
@@ -386,13 +373,10 @@ ca = """
         // Data across members: written on one port, read (serializable:
         // from that member's own copy) on the other.
         let nonce = format!("{}-{}", self.name, std::process::id());
-        let pairs: Vec<(u16, u16, &str)> = match (self.join, host_port) {
-            (true, Some(h)) => vec![
-                (h, self.client_port, "host->guest"),
-                (self.client_port, h, "guest->host"),
-            ],
-            _ => vec![(self.client_port, self.client_port, "guest")],
-        };
+        let pairs = [
+            (host_port, self.client_port, "host->guest"),
+            (self.client_port, host_port, "guest->host"),
+        ];
         for (from, to, what) in pairs {
             let key = format!("abtest/{what}");
             if let Err(e) = etcdctl(pki, from, &["put", &key, &nonce]) {

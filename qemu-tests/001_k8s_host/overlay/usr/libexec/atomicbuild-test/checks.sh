@@ -20,6 +20,10 @@ say ostree ostree admin status
 say active systemctl is-active atomic-firstboot containerd etcd ssh systemd-networkd
 say firstboot-stamp bash -c 'test -f /var/lib/atomic-firstboot/done && echo present || echo missing'
 say firstboot-log journalctl -b -u atomic-firstboot -o cat --no-pager
+say firstboot-time systemctl show -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic atomic-firstboot
+say growroot-log journalctl -b -u atomic-growroot -o cat --no-pager
+say disk-bytes blockdev --getsize64 /dev/vda
+say root-size bash -c "df -B1 --output=size /sysroot | tail -n 1 | tr -d ' '"
 say etcd-conf grep -E '^(name|initial-cluster-state|listen-client-urls|heartbeat-interval):' /etc/etcd/etcd.conf.yml
 say etcd-listen bash -c "ss -Hltn | awk '{print \$4}' | grep -E ':(2379|2380)\$' | sort"
 say kubelet-conf stat -c '%n %a' /etc/kubernetes/bootstrap-kubelet.conf /var/lib/kubelet/config.yaml
