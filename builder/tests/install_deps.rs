@@ -3,7 +3,8 @@
 //! (no QEMU at all; `qemu-utils` 10.0 from bookworm-backports, as the
 //! machine images ship it; QEMU 7.2 from bookworm), each running the real
 //! script with `--simulate` (apt resolves every package of the real install
-//! with `apt-get -s`; nothing is installed, the Python venvs are skipped).
+//! with `apt-get -s` in the one transaction a real run makes; nothing is
+//! installed, the Python venvs are skipped).
 //!
 //! Needs root, mmdebstrap and Debian's archive. This machine's own state
 //! proves nothing: what was installed here by hand stays installed.
@@ -74,11 +75,13 @@ fn simulate(root: &Path) -> (bool, String) {
     in_root(root, "sh /install-deps --simulate")
 }
 
-/// The version apt would install for `package`, from `Inst` lines.
+/// The version apt would install (or upgrade to) for `package`, from
+/// `Inst NAME (VERSION ...)` or `Inst NAME [OLD] (VERSION ...)` lines.
 fn inst_version(out: &str, package: &str) -> Option<String> {
-    let prefix = format!("Inst {package} (");
+    let prefix = format!("Inst {package} ");
     out.lines()
         .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split_once('(').map(|(_, v)| v))
         .and_then(|rest| rest.split_whitespace().next())
         .map(str::to_string)
 }
@@ -126,6 +129,13 @@ fn install_deps_resolves_on_fresh_bookworm_roots() {
                 "{name}: qemu-system-x86 should come in version {qemu}*, apt would install {other:?}"
             )),
         }
+        // mke2fs must clamp times to SOURCE_DATE_EPOCH (>= 1.47.1).
+        match inst_version(&out, "e2fsprogs") {
+            Some(v) if v.contains("bpo12") => {}
+            other => failures.push(format!(
+                "{name}: e2fsprogs should come from bookworm-backports, apt would install {other:?}"
+            )),
+        }
         for pkg in ["mmdebstrap", "ostree", "ovmf", "etcd-server", "dnf"] {
             if inst_version(&out, pkg).is_none() {
                 failures.push(format!("{name}: {pkg} is not among the packages installed"));
@@ -144,4 +154,6 @@ fn inst_lines_are_read() {
         Some("1:10.0.2+ds-2+deb13u1~bpo12+1")
     );
     assert_eq!(inst_version(out, "qemu-system"), None);
+    let up = "Inst e2fsprogs [1.47.0-2] (1.47.2-3~bpo12+1 Debian Backports:oldstable-backports [amd64])";
+    assert_eq!(inst_version(up, "e2fsprogs").as_deref(), Some("1.47.2-3~bpo12+1"));
 }
