@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
-use crate::output::sha256_file;
+use crate::fsutil::sha256_file;
 
 /// Builds a cache key: sha256 over length-prefixed parts, so that no two
 /// different sequences of parts hash alike.
@@ -45,7 +45,7 @@ impl KeyHasher {
     /// `base`, its mode, and its contents (files) or target (symlinks).
     pub fn put_tree(&mut self, base: &Path, dir: &Path) -> Result<&mut Self> {
         use std::os::unix::fs::MetadataExt;
-        crate::stage::shape::walk_sorted(dir, &mut |p, md| {
+        crate::fsutil::walk_sorted(dir, &mut |p, md| {
             self.put(
                 p.strip_prefix(base)
                     .unwrap_or(p)
@@ -204,7 +204,7 @@ impl StageCache {
                     created: now(),
                     files,
                 };
-                fsutil::write_atomic(&tmp.join("entry.json"), &serde_json::to_vec_pretty(&meta)?)
+                common::atomic::write(&tmp.join("entry.json"), &serde_json::to_vec_pretty(&meta)?)
             });
         if let Err(e) = filled {
             // A full cache disk: leave nothing half-written behind.
@@ -214,7 +214,7 @@ impl StageCache {
         let e = self.entry(stage, key);
         fsutil::remove_tree(&e)?;
         fs::rename(&tmp, &e)?;
-        fsutil::sync_dir(&sdir)
+        common::atomic::sync_dir(&sdir)
     }
 }
 

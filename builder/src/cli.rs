@@ -2,7 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+use crate::formats::{Compression, Format};
+use crate::model::{BootMode, Firmware};
+use crate::upload::{aws, DEFAULT_WAIT_SECS};
 
 /// Build immutable, OSTree-based container-host OS images from one TOML manifest.
 ///
@@ -65,8 +69,10 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Boot a disk image in QEMU with the serial console on this terminal.
     ///
-    /// Uses KVM when /dev/kvm really works, software emulation (TCG) otherwise.
-    /// Quit with Ctrl-A X.
+    /// Uses KVM when a probe guest runs under it, software emulation (TCG)
+    /// otherwise (ATOMICBUILD_ACCEL=kvm|tcg forces one). A guest that stops
+    /// (an accelerator error, a kernel panic) ends it with an error. Quit
+    /// with Ctrl-A X.
     Boot(BootArgs),
 
     /// Upload an image to a cloud.
@@ -115,7 +121,7 @@ pub struct UploadOpenstackArgs {
     #[arg(long, default_value = "12")]
     pub os_version: String,
     /// How long to wait for the image to become active, in seconds.
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, default_value_t = DEFAULT_WAIT_SECS)]
     pub wait_secs: u64,
 }
 
@@ -142,7 +148,7 @@ pub struct UploadAwsArgs {
     pub tag: Vec<String>,
     /// Firmware the AMI boots with (atomicbuild images boot both).
     #[arg(long, value_enum, default_value = "uefi-preferred")]
-    pub boot_mode: crate::upload::aws::BootMode,
+    pub boot_mode: BootMode,
     /// Also copy the AMI to this region (tagged like the original; a re-run
     /// finds existing copies). Repeatable. Prints "REGION AMI" per copy.
     #[arg(long, value_name = "REGION")]
@@ -152,13 +158,13 @@ pub struct UploadAwsArgs {
     #[arg(long, value_name = "ACCOUNT")]
     pub launch_permission: Vec<String>,
     /// Blocks uploaded in parallel.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = aws::DEFAULT_THREADS)]
     pub threads: usize,
     /// Attempts per request (throttling and server errors are retried with backoff).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = aws::DEFAULT_ATTEMPTS)]
     pub attempts: u32,
     /// How long to wait for the snapshot to complete (and for each copy), in seconds.
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, default_value_t = DEFAULT_WAIT_SECS)]
     pub wait_secs: u64,
 }
 
@@ -226,12 +232,12 @@ pub struct ConvertArgs {
 
     /// Output format.
     #[arg(short, long, value_enum)]
-    pub format: crate::manifest::Format,
+    pub format: Format,
 
     /// qcow2: cluster compression (zstd or deflate); other formats: an
     /// outer xz or zstd stream.
     #[arg(short, long, value_enum, default_value = "none")]
-    pub compression: crate::manifest::Compression,
+    pub compression: Compression,
 
     /// Compression level (default: the compressor's own).
     #[arg(long)]
@@ -250,16 +256,6 @@ pub struct ConvertArgs {
     /// The file to write (appears only when complete).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-}
-
-/// Firmware to boot with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Firmware {
-    /// OVMF (UEFI), booting GRUB's BOOTX64.EFI from the ESP.
-    Uefi,
-    /// SeaBIOS, booting GRUB from the MBR and BIOS boot partition.
-    Bios,
 }
 
 /// Options of `boot`.
@@ -289,8 +285,8 @@ pub struct BootArgs {
     /// config: hostname, users, files, etcd, kubelet), passed as the QEMU
     /// fw_cfg entry opt/org.atomicbuild/config that images built for
     /// `platform = "qemu"` read. Checked with `atomic-firstboot validate`
-    /// before booting. Without it the agent gets an empty config
-    /// (`version = 1`) and provisions nothing.
+    /// before booting. Without it the agent finds no user data and
+    /// provisions nothing.
     #[arg(long, value_name = "FILE")]
     pub firstboot_config: Option<PathBuf>,
 

@@ -1,53 +1,20 @@
-//! File-system helpers: atomic output files, safe removal of scratch trees
-//! (never following a stale bind mount into the host), overlay copies and
-//! directory locks.
+//! File-system helpers: safe removal of scratch trees (never following a
+//! stale bind mount into the host), sorted walks, overlay copies, sparse
+//! copies that cross file systems, temporary-file cleanup and directory
+//! locks. Atomic writes are [`common::atomic`]'s.
 
 use std::ffi::CString;
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::io::Read;
 
-/// Prefix of every temporary name in an output directory.
-pub const TMP_PREFIX: &str = ".atomicbuild-tmp.";
-
-/// The temporary name under which `final_path` is written.
-pub fn tmp_name(final_path: &Path) -> PathBuf {
-    let name = final_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    final_path.with_file_name(format!("{TMP_PREFIX}{name}"))
-}
-
-/// fsync a directory (after a rename in it).
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    let d = File::open(dir).with_context(|| format!("opening {} to sync it", dir.display()))?;
-    d.sync_all()
-        .with_context(|| format!("syncing {}", dir.display()))
-}
-
-/// Write `bytes` to `path` atomically: temp name, fsync, rename, fsync dir.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_name(path);
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    drop(f);
-    commit_tmp(&tmp, path)
-}
-
-/// Rename a finished, already-synced temp file to its final name.
-pub fn commit_tmp(tmp: &Path, path: &Path) -> Result<()> {
-    fs::rename(tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
+pub use common::atomic::TMP_PREFIX;
 
 /// Remove leftovers of interrupted runs (`.atomicbuild-tmp.*`) from `dir`.
 pub fn remove_stale_tmp(dir: &Path) -> Result<()> {
@@ -155,7 +122,7 @@ pub fn unshare_tree(dir: &Path) -> Result<()> {
         .to_string_lossy();
     let copy = dir.with_file_name(format!("{TMP_PREFIX}{name}"));
     remove_tree(&copy)?;
-    crate::cmd::Cmd::new("cp")
+    common::cmd::Cmd::new("cp")
         .args(["-a", "--no-target-directory"])
         .arg(dir)
         .arg(&copy)
@@ -210,6 +177,45 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
 fn lchown_root(p: &Path) -> Result<()> {
     std::os::unix::fs::lchown(p, Some(0), Some(0))
         .with_context(|| format!("setting owner of {}", p.display()))
+}
+
+/// Depth-first walk below `dir` (not including it), children sorted by name;
+/// directories are reported before their contents.
+pub fn walk_sorted(
+    dir: &Path,
+    f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<()>,
+) -> Result<()> {
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    names.sort();
+    for p in names {
+        let md = fs::symlink_metadata(&p)?;
+        f(&p, &md)?;
+        if md.is_dir() {
+            walk_sorted(&p, f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove everything inside `d` (creating it if missing).
+pub fn empty_dir(d: &Path) -> Result<()> {
+    if !d.exists() {
+        fs::create_dir_all(d)?;
+        return Ok(());
+    }
+    for e in fs::read_dir(d)? {
+        let p = e?.path();
+        let md = fs::symlink_metadata(&p)?;
+        if md.is_dir() {
+            remove_tree(&p)?;
+        } else {
+            fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// An exclusive lock on a directory, held while the value lives.
@@ -316,6 +322,36 @@ pub fn data_ranges(f: &fs::File, len: u64) -> Result<Vec<(u64, u64)>> {
         pos = end.max(start + 1);
     }
     Ok(out)
+}
+
+/// sha256 of a file, streamed.
+pub fn sha256_file(p: &Path) -> Result<String> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+    let len = f.metadata()?.len();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let zeros = vec![0u8; 1 << 20];
+    let mut pos = 0;
+    // Holes hash as zeros without being read.
+    for (start, end) in data_ranges(&f, len)?.into_iter().chain([(len, len)]) {
+        while pos < start {
+            let n = (start - pos).min(zeros.len() as u64) as usize;
+            h.update(&zeros[..n]);
+            pos += n as u64;
+        }
+        f.seek(SeekFrom::Start(start))?;
+        while pos < end {
+            let want = (end - pos).min(buf.len() as u64) as usize;
+            let n = f.read(&mut buf[..want])?;
+            if n == 0 {
+                anyhow::bail!("{} shrank while being hashed", p.display());
+            }
+            h.update(&buf[..n]);
+            pos += n as u64;
+        }
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// Copy `src` to a new file `dst` keeping its holes (a 4 GiB image with
@@ -473,6 +509,7 @@ pub fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::atomic::tmp_name;
 
     #[test]
     fn sparse_copy_keeps_holes_contents_and_mode() {
@@ -504,7 +541,7 @@ mod tests {
         // The hole-skipping checksum equals a plain one over every byte.
         use sha2::Digest;
         assert_eq!(
-            crate::output::sha256_file(&dst).unwrap(),
+            sha256_file(&dst).unwrap(),
             hex::encode(sha2::Sha256::digest(fs::read(&src).unwrap()))
         );
     }
@@ -548,16 +585,6 @@ mod tests {
         fs::write(tmp_name(&d.path().join("y.raw")), b"in use").unwrap();
         g.disarm();
         assert!(tmp_name(&d.path().join("y.raw")).exists());
-    }
-
-    #[test]
-    fn atomic_write_leaves_no_tmp_and_replaces() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("SHA256SUMS");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert!(!tmp_name(&p).exists());
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use crate::cmd::which;
-use crate::manifest::{Distro, Manifest};
+use crate::distro::spec::Distro;
+use crate::manifest::Manifest;
+use common::cmd::which;
 
 /// One requirement on the build host.
 struct Need {

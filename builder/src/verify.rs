@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::BuildArgs;
-use crate::{manifest, pipeline};
+use crate::manifest;
+use crate::model::Metadata;
+use crate::pipeline::{self, BuildOptions};
 
 /// The first difference between two files, if any.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,26 +73,22 @@ pub fn verify(manifest_path: &Path, lock: &Path, output: &Path) -> Result<()> {
     let m = manifest::load(manifest_path)?;
     let stem = m.stem();
     let meta_path = output.join(format!("{stem}.json"));
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&meta_path).with_context(|| {
-            format!("reading {} (build first, then verify)", meta_path.display())
-        })?)
-        .with_context(|| format!("parsing {}", meta_path.display()))?;
-    let epoch = meta["source_date_epoch"]
-        .as_u64()
-        .context("the build metadata has no source_date_epoch")?;
-    let commit = meta["ostree"]["commit"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    if !meta_path.is_file() {
+        bail!(
+            "{} does not exist: build first, then verify",
+            meta_path.display()
+        );
+    }
+    let meta = Metadata::load(&meta_path)?;
+    let epoch = meta.source_date_epoch;
     std::env::set_var("SOURCE_DATE_EPOCH", epoch.to_string());
 
     std::fs::create_dir_all("/var/tmp")?;
     let scratch = tempfile::Builder::new()
         .prefix("atomicbuild-verify.")
         .tempdir_in("/var/tmp")?;
-    let args = BuildArgs {
-        manifest: Some(manifest_path.to_owned()),
+    let opts = BuildOptions {
+        manifest: manifest_path.to_owned(),
         output: scratch.path().join("out"),
         workdir: Some(scratch.path().join("work")),
         cache_dir: None,
@@ -105,67 +102,14 @@ pub fn verify(manifest_path: &Path, lock: &Path, output: &Path) -> Result<()> {
         lock.display(),
         scratch.path().display()
     );
-    let built = pipeline::build(&args)?;
-    let again: serde_json::Value = serde_json::from_slice(&std::fs::read(&built.metadata)?)?;
-    let commit2 = again["ostree"]["commit"].as_str().unwrap_or_default();
-    let mut problems = Vec::new();
-    if commit2 != commit {
-        problems.push(format!(
-            "OSTree commit differs: {commit} was built, the rebuild made {commit2}"
-        ));
-    }
+    let built = pipeline::build(&opts)?;
+    let again = Metadata::load(&built.metadata)?;
     let raw: PathBuf = output.join(format!("{stem}.raw"));
-    if let Some(d) = first_difference(&raw, &built.raw)? {
-        let part = meta["disk"]["partitions"]
-            .as_array()
-            .and_then(|ps| {
-                ps.iter().find(|p| {
-                    let o = p["offset"].as_u64().unwrap_or(0);
-                    let s = p["size"].as_u64().unwrap_or(0);
-                    d.start >= o && d.start < o + s
-                })
-            })
-            .map(|p| {
-                format!(
-                    "partition {} ({}), {} bytes into it",
-                    p["number"],
-                    p["name"].as_str().unwrap_or("?"),
-                    d.start - p["offset"].as_u64().unwrap_or(0)
-                )
-            })
-            .unwrap_or_else(|| "the partition table or the gaps between partitions".into());
-        problems.push(format!(
-            "raw image differs first at bytes {}..{} ({part})",
-            d.start, d.end
-        ));
-    }
-    // Every other artifact (qcow2, VMDK, ...) by its recorded checksum.
-    let sums = |v: &serde_json::Value| -> Vec<(String, String)> {
-        v["artifacts"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|x| {
-                        (
-                            x["file"].as_str().unwrap_or("").to_string(),
-                            x["sha256"].as_str().unwrap_or("").to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let rebuilt = sums(&again);
-    for (file, sum) in sums(&meta).iter().skip(1) {
-        match rebuilt.iter().find(|(f, _)| f == file) {
-            Some((_, s)) if s == sum => {}
-            Some(_) => problems.push(format!("{file} differs")),
-            None => problems.push(format!("{file} was not rebuilt")),
-        }
-    }
+    let problems = differences(&meta, &again, &raw, &built.raw)?;
     if problems.is_empty() {
         println!(
-            "identical: commit {commit} and {} reproduce bit for bit",
+            "identical: commit {} and {} reproduce bit for bit",
+            meta.ostree.commit,
             raw.display()
         );
         Ok(())
@@ -177,6 +121,47 @@ pub fn verify(manifest_path: &Path, lock: &Path, output: &Path) -> Result<()> {
             kept.display()
         )
     }
+}
+
+/// Everything that differs between a build (`meta`, its raw image `raw`)
+/// and its rebuild (`again`, `raw2`).
+fn differences(meta: &Metadata, again: &Metadata, raw: &Path, raw2: &Path) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let (commit, commit2) = (&meta.ostree.commit, &again.ostree.commit);
+    if commit2 != commit {
+        problems.push(format!(
+            "OSTree commit differs: {commit} was built, the rebuild made {commit2}"
+        ));
+    }
+    if let Some(d) = first_difference(raw, raw2)? {
+        let part = meta
+            .disk
+            .partitions
+            .iter()
+            .find(|p| d.start >= p.offset && d.start < p.offset + p.size)
+            .map(|p| {
+                format!(
+                    "partition {} ({}), {} bytes into it",
+                    p.number,
+                    p.name,
+                    d.start - p.offset
+                )
+            })
+            .unwrap_or_else(|| "the partition table or the gaps between partitions".into());
+        problems.push(format!(
+            "raw image differs first at bytes {}..{} ({part})",
+            d.start, d.end
+        ));
+    }
+    // Every other artifact (qcow2, VMDK, ...) by its recorded checksum.
+    for a in meta.artifacts.iter().skip(1) {
+        match again.artifact(&a.file) {
+            Some(b) if b.sha256 == a.sha256 => {}
+            Some(_) => problems.push(format!("{} differs", a.file)),
+            None => problems.push(format!("{} was not rebuilt", a.file)),
+        }
+    }
+    Ok(problems)
 }
 
 #[cfg(test)]

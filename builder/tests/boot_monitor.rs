@@ -80,7 +80,7 @@ fn forced_kvm_that_cannot_run_guest_code_ends_boot_with_an_error() {
     panicking_disk(&img);
     // What the probe says of this host's KVM.
     let probe = atomicbuild::qemu::accel::kvm_device_answers().and_then(|()| {
-        let qemu = atomicbuild::cmd::which(atomicbuild::qemu::QEMU).unwrap();
+        let qemu = common::cmd::which(atomicbuild::qemu::QEMU).unwrap();
         atomicbuild::qemu::accel::probe(&qemu, &atomicbuild::qemu::Accel::Kvm.qemu_args(), d.path())
     });
     match probe {

@@ -113,7 +113,7 @@ fn install_deps_resolves_on_fresh_bookworm_roots() {
     for (name, setup, qemu) in cases {
         let root = state(&base, name, &setup);
         let (ok, out) = simulate(&root);
-        let tail = atomicbuild::cmd::tail(&out, 25);
+        let tail = common::cmd::tail(&out, 25);
         if !ok {
             failures.push(format!("{name}: install-deps --simulate failed:\n{tail}"));
             continue;
@@ -154,6 +154,10 @@ fn inst_lines_are_read() {
         Some("1:10.0.2+ds-2+deb13u1~bpo12+1")
     );
     assert_eq!(inst_version(out, "qemu-system"), None);
-    let up = "Inst e2fsprogs [1.47.0-2] (1.47.2-3~bpo12+1 Debian Backports:oldstable-backports [amd64])";
-    assert_eq!(inst_version(up, "e2fsprogs").as_deref(), Some("1.47.2-3~bpo12+1"));
+    let up =
+        "Inst e2fsprogs [1.47.0-2] (1.47.2-3~bpo12+1 Debian Backports:oldstable-backports [amd64])";
+    assert_eq!(
+        inst_version(up, "e2fsprogs").as_deref(),
+        Some("1.47.2-3~bpo12+1")
+    );
 }

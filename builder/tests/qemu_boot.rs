@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use atomicbuild::cli::Firmware;
-use atomicbuild::cmd::tail;
+use atomicbuild::model::Firmware;
 use atomicbuild::qemu::{Serial, Vm};
+use common::cmd::tail;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(25 * 60);
 
@@ -46,7 +46,7 @@ fn final_names(out: &Path) -> Vec<String> {
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with(atomicbuild::fsutil::TMP_PREFIX))
+                .filter(|n| !n.starts_with(common::atomic::TMP_PREFIX))
                 .collect()
         })
         .unwrap_or_default();
@@ -265,7 +265,7 @@ fn tmp_names(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(atomicbuild::fsutil::TMP_PREFIX))
+        .filter(|n| n.starts_with(common::atomic::TMP_PREFIX))
         .collect()
 }
 
@@ -733,7 +733,9 @@ fn check_root_growth(
         &format!("the disk should have {} bytes", m.disk.size + grown_by),
         disk.to_string(),
     );
-    let part = atomicbuild::disk::layout_for(m).part("root").size;
+    let part = atomicbuild::disk::layout(&m.disk, &m.image_seed())
+        .part("root")
+        .size;
     let fs: u64 = one(r, "root-size").trim().parse().unwrap_or(0);
     let log = one(r, "growroot-log");
     // ext4 reports its size less its metadata (a few per cent).

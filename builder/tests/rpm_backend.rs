@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use atomicbuild::progress::Progress;
-use atomicbuild::stage::Ctx;
+use atomicbuild::stage::Env;
 
 fn sh(dir: &Path, script: &str) {
     let o = Command::new("bash")
@@ -276,26 +276,26 @@ osname = "fixture"
     atomicbuild::manifest::load(&p).unwrap()
 }
 
-fn ctx<'a>(m: &'a atomicbuild::manifest::Manifest, work: &Path, progress: &'a Progress) -> Ctx<'a> {
+fn env<'a>(work: &Path, progress: &'a Progress) -> Env<'a> {
     std::fs::create_dir_all(work).unwrap();
-    Ctx {
-        manifest: m,
+    Env {
         workdir: work.to_owned(),
         cache_dir: work.join("cache"),
         progress,
         use_cache: false,
-        source_date_epoch: 1_700_000_000,
+        epoch: 1_700_000_000,
+        tools: String::new(),
     }
 }
 
 fn install_err(
     m: &atomicbuild::manifest::Manifest,
     work: &Path,
-    lock: Option<&atomicbuild::lock::Lock>,
+    lock: Option<&atomicbuild::distro::lock::Lock>,
 ) -> String {
     let progress = Progress::new();
-    let c = ctx(m, work, &progress);
-    match atomicbuild::stage::install::run(&c, lock) {
+    let c = env(work, &progress);
+    match atomicbuild::stage::install::run(&c, m, lock) {
         Ok(_) => panic!("installing {} should have failed", m.name),
         Err(e) => {
             let e = format!("{e:#}");
@@ -334,9 +334,9 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
     let m = manifest(dir, "fx", &url("signed"), "\"fx-app\"");
     let progress = Progress::new();
     let work = dir.join("work-ok");
-    let c = ctx(&m, &work, &progress);
-    let installed =
-        atomicbuild::stage::install::run(&c, None).expect("installing from the signed repository");
+    let c = env(&work, &progress);
+    let installed = atomicbuild::stage::install::run(&c, &m, None)
+        .expect("installing from the signed repository");
     let names: Vec<String> = installed
         .lock
         .packages
@@ -363,8 +363,7 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
         );
     }
     atomicbuild::stage::shape::run(&c).expect("shaping the RPM root");
-    let commit =
-        atomicbuild::stage::commit::run(&c, installed.devino.as_ref()).expect("committing");
+    let commit = atomicbuild::stage::commit::run(&c, &m, &installed).expect("committing");
     let repo = &commit.repo;
     let ls = ostree(repo, &["ls", "-R", &commit.checksum]);
     // `MODE UID GID SIZE PATH [-> TARGET]`
@@ -443,8 +442,8 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
     // The lock builds the same set again; a lock naming a package the
     // repository does not have is refused by name.
     let work = dir.join("work-lock");
-    let c2 = ctx(&m, &work, &progress);
-    let again = atomicbuild::stage::install::run(&c2, Some(&installed.lock))
+    let c2 = env(&work, &progress);
+    let again = atomicbuild::stage::install::run(&c2, &m, Some(&installed.lock))
         .expect("installing from the lock");
     assert_eq!(again.lock, installed.lock);
     let mut stale = installed.lock.clone();

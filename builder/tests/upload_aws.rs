@@ -420,7 +420,7 @@ fn upload_to_moto_reads_back_registers_retries_and_cleans_up() {
         headers["X-Amz-Security-Token"], "test-session-token",
         "{headers}"
     );
-    let sha = atomicbuild::output::sha256_file(&img).unwrap();
+    let sha = atomicbuild::fsutil::sha256_file(&img).unwrap();
     for (region, id) in &ids {
         assert!(id.starts_with("ami-"), "{out}");
         let d = ec2_in(

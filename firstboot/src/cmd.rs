@@ -1,35 +1,18 @@
-//! The one way external tools (useradd, systemctl, mount, modprobe) are run:
-//! null stdin, captured output, and an error carrying argv, exit status and
-//! the tail of stderr. Secrets never go on a command line.
+//! External tools (useradd, systemctl, mount, modprobe) through the
+//! workspace's one command runner ([`common::cmd::Cmd`]: null stdin,
+//! captured output, argv and status in errors), with failures on one line
+//! as this agent reports them. Secrets never go on a command line.
 
-use std::process::{Command, Stdio};
-
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 /// Run `argv` to completion; its stdout on success.
 pub fn run(argv: &[&str]) -> Result<String> {
     let (prog, args) = argv.split_first().context("empty command")?;
-    let out = Command::new(prog)
+    let out = common::cmd::Cmd::new(prog)
         .args(args)
-        .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("cannot run {prog} (is it installed?)"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!(
-            "`{}` failed ({}): {}",
-            argv.join(" "),
-            out.status,
-            if tail.is_empty() {
-                "no output".to_string()
-            } else {
-                tail.join(" / ")
-            }
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        .map_err(|e| anyhow::anyhow!(e.one_line()))?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]

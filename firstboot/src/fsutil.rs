@@ -1,11 +1,10 @@
 //! File writing under the provisioning root: paths in the config are
-//! absolute host paths, resolved under `--root`; files are written as
-//! `.NAME.atomic-firstboot.tmp` with their final mode and owner, fsynced and
-//! renamed, so a file is either absent, old, or complete.
+//! absolute host paths, resolved under `--root`; files are written by
+//! [`common::atomic`] with their final mode and owner (temporary name,
+//! fsync, rename), so a file is either absent, old, or complete.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -15,27 +14,7 @@ pub fn under(root: &Path, abs: &Path) -> PathBuf {
     root.join(abs.strip_prefix("/").unwrap_or(abs))
 }
 
-/// Owner and permission bits of a file to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attrs {
-    /// Permission bits.
-    pub mode: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-}
-
-impl Attrs {
-    /// root:root with `mode`.
-    pub fn root(mode: u32) -> Attrs {
-        Attrs {
-            mode,
-            uid: 0,
-            gid: 0,
-        }
-    }
-}
+pub use common::atomic::Attrs;
 
 /// Whether `path` already holds exactly `bytes` with `attrs`.
 pub fn is_same(path: &Path, bytes: &[u8], attrs: Attrs) -> bool {
@@ -48,15 +27,6 @@ pub fn is_same(path: &Path, bytes: &[u8], attrs: Attrs) -> bool {
         && md.gid() == attrs.gid
         && md.len() == bytes.len() as u64
         && fs::read(path).is_ok_and(|b| b == bytes)
-}
-
-/// The temporary name used while writing `path`.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.atomic-firstboot.tmp"))
 }
 
 /// Create the parent directories of `path` (mode 0755 root).
@@ -74,37 +44,9 @@ pub fn write(path: &Path, bytes: &[u8], attrs: Attrs) -> Result<bool> {
         return Ok(false);
     }
     ensure_parent(path)?;
-    let tmp = tmp_path(path);
-    let _ = fs::remove_file(&tmp);
-    let result = (|| -> Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes)?;
-        finish(&f, &tmp, path, attrs)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))?;
+    common::atomic::write_with(path, bytes, attrs)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(true)
-}
-
-/// Give the written temporary file its owner and mode, fsync it, rename it
-/// over `path` and fsync the directory.
-pub fn finish(f: &fs::File, tmp: &Path, path: &Path, attrs: Attrs) -> Result<()> {
-    std::os::unix::fs::fchown(f, Some(attrs.uid), Some(attrs.gid))
-        .with_context(|| format!("cannot chown {}", tmp.display()))?;
-    f.set_permissions(fs::Permissions::from_mode(attrs.mode))?;
-    f.sync_all()?;
-    fs::rename(tmp, path).with_context(|| format!("cannot rename onto {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// The uid and gid of `user` in `<root>/etc/passwd`, if the user exists.
@@ -153,7 +95,7 @@ mod tests {
             write(&p, b"two", Attrs::root(0o600)).unwrap(),
             "mode change rewrites"
         );
-        assert!(!tmp_path(&p).exists());
+        assert!(!common::atomic::tmp_name(&p).exists());
     }
 
     #[test]

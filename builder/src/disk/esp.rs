@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::slice::Slice;
-use super::Part;
+use crate::model::Part;
 
 /// Timestamps for every FAT entry: SOURCE_DATE_EPOCH as a calendar date.
 #[derive(Debug)]
@@ -111,12 +111,12 @@ mod tests {
         let f = tempfile::tempfile().unwrap();
         let part = Part {
             number: 2,
-            name: "esp",
+            name: "esp".into(),
             offset: 1 << 20,
             size: 40 << 20,
             type_guid: String::new(),
             guid: String::new(),
-            filesystem: "vfat",
+            filesystem: "vfat".into(),
             fs_id: "1234-ABCD".into(),
         };
         f.set_len(part.offset + part.size + (1 << 20)).unwrap();

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::Part;
-use crate::cmd::Cmd;
+use crate::model::Part;
+use common::cmd::Cmd;
 
 /// mke2fs settings used instead of the host's /etc/mke2fs.conf, so the
 /// filesystem does not change with the build host. The feature set is the
@@ -47,7 +47,7 @@ pub fn write(image: &Path, part: &Part, dir: &Path, epoch: u64) -> Result<()> {
 fn pin_file_times(dir: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
-    crate::stage::shape::walk_sorted(dir, &mut |p, md| {
+    crate::fsutil::walk_sorted(dir, &mut |p, md| {
         if !md.is_dir() && (md.mtime() != 0 || md.atime() != 0) {
             let c = std::ffi::CString::new(p.as_os_str().as_bytes())?;
             let t = [libc::timespec {
@@ -75,7 +75,7 @@ fn pin_file_times(dir: &Path) -> Result<()> {
 fn mke2fs(image: &Path, part: &Part, dir: &Path, epoch: u64, conf: &Path) -> Result<()> {
     Cmd::new("mke2fs")
         .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-m", "1"])
-        .args(["-L", part.name])
+        .args(["-L", &part.name])
         .args(["-U", &part.fs_id])
         .arg("-E")
         .arg(format!(

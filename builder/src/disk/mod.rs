@@ -1,5 +1,5 @@
-//! Disk stage: a bootable GPT disk image written into a sparse file with no
-//! loop devices and no mounts.
+//! Disk images: a bootable GPT disk written into a sparse file with no
+//! loop devices and no mounts, from a layout and a deployed sysroot.
 //!
 //! Layout: p1 BIOS boot (GRUB core.img), p2 EFI system partition (FAT,
 //! written with `fatfs`), p3 /boot (ext4, `mke2fs -d -E offset=`), p4 root
@@ -7,69 +7,26 @@
 //! `grub-mkimage` and placed by this module; grub.cfg is generated from the
 //! BLS entries OSTree wrote.
 
-pub mod bls;
 pub mod esp;
 pub mod ext4;
 pub mod grub;
 pub mod partition;
 pub mod slice;
+pub mod spec;
 
 use std::fs::{self, File};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::stage::deploy::Deployed;
-use crate::stage::Ctx;
+use crate::model::{Layout, Part};
+pub use spec::DiskSpec;
 
 /// Bytes per MiB.
 pub const MIB: u64 = 1 << 20;
 /// Logical sector size of the image.
 pub const SECTOR: u64 = 512;
-
-/// One partition of the image.
-#[derive(Debug, Clone, Serialize)]
-pub struct Part {
-    /// 1-based GPT index.
-    pub number: u32,
-    /// GPT partition name (and filesystem label).
-    pub name: &'static str,
-    /// Byte offset of the first sector.
-    pub offset: u64,
-    /// Size in bytes.
-    pub size: u64,
-    /// GPT type GUID.
-    pub type_guid: String,
-    /// GPT unique partition GUID.
-    pub guid: String,
-    /// Filesystem written into it ("" for raw boot code).
-    pub filesystem: &'static str,
-    /// Filesystem UUID or FAT volume id, when there is a filesystem.
-    pub fs_id: String,
-}
-
-/// The partition layout of an image.
-#[derive(Debug, Clone, Serialize)]
-pub struct Layout {
-    /// Whole-disk size in bytes.
-    pub size: u64,
-    /// GPT disk GUID.
-    pub disk_guid: String,
-    /// Partitions in order.
-    pub partitions: Vec<Part>,
-}
-
-impl Layout {
-    /// The partition called `name`.
-    pub fn part(&self, name: &str) -> &Part {
-        self.partitions
-            .iter()
-            .find(|p| p.name == name)
-            .expect("layout has every partition")
-    }
-}
 
 /// A UUID derived from `seed` and `what`: stable for the same manifest, and
 /// different for each purpose (RFC 4122 version 4 bits set).
@@ -81,8 +38,9 @@ pub fn derived_uuid(seed: &str, what: &str) -> uuid::Uuid {
 }
 
 /// Compute the layout for a disk spec; `seed` derives every GUID.
-pub fn layout(size: u64, esp: u64, boot: u64, seed: &str) -> Layout {
+pub fn layout(spec: &DiskSpec, seed: &str) -> Layout {
     use gpt::partition_types as t;
+    let (size, esp, boot) = (spec.size, spec.esp_size, spec.boot_size);
     let bios = MIB;
     let mut off = MIB;
     let mut parts = Vec::new();
@@ -104,12 +62,12 @@ pub fn layout(size: u64, esp: u64, boot: u64, seed: &str) -> Layout {
         };
         parts.push(Part {
             number,
-            name,
+            name: name.to_string(),
             offset: off,
             size: sz,
             type_guid: ty.to_string().to_uppercase(),
             guid: derived_uuid(seed, &format!("part-{name}")).to_string(),
-            filesystem: fs,
+            filesystem: fs.to_string(),
             fs_id,
         });
         off += sz;
@@ -121,44 +79,35 @@ pub fn layout(size: u64, esp: u64, boot: u64, seed: &str) -> Layout {
     }
 }
 
-/// The layout of the manifest's disk.
-pub fn layout_for(m: &crate::manifest::Manifest) -> Layout {
-    layout(
-        m.disk.size,
-        m.disk.esp_size,
-        m.disk.boot_size,
-        &m.image_seed(),
-    )
+/// What goes into an image.
+pub struct DiskInputs<'a> {
+    /// The partition layout.
+    pub layout: &'a Layout,
+    /// The deployed sysroot: the root partition's contents; its `boot/`
+    /// becomes the /boot partition (and stays as an empty mount point).
+    pub sysroot: &'a Path,
+    /// Scratch space (GRUB images, the /boot tree).
+    pub scratch: &'a Path,
+    /// Timestamp of the filesystems (SOURCE_DATE_EPOCH).
+    pub epoch: u64,
 }
 
-/// A written disk image (still under its temporary name).
-pub struct DiskImage {
-    /// Path of the finished, synced image file.
-    pub path: PathBuf,
-    /// Its layout.
-    pub layout: Layout,
-}
-
-/// Write the raw image for `deployed` into `path`.
-pub fn run(ctx: &Ctx, deployed: &Deployed, path: &Path) -> Result<DiskImage> {
-    let m = ctx.manifest;
-    let stage = ctx.progress.stage("disk");
-    let lay = layout_for(m);
-
-    // The /boot partition gets the sysroot's boot/ contents; the root
-    // filesystem keeps an empty /boot as its mount point.
-    stage.message("generating grub.cfg from the OSTree boot entries");
-    let bootsrc = deployed.sysroot.join("boot");
-    let entries = bls::read_entries(&bootsrc)?;
-    let cfg = grub::config_from_entries(&entries)?;
+/// Write the bootable raw image for `inputs` into `path` (synced), saying
+/// what it does through `say`.
+pub fn write(inputs: &DiskInputs, path: &Path, say: &dyn Fn(&str)) -> Result<()> {
+    let lay = inputs.layout;
+    say("generating grub.cfg from the OSTree boot entries");
+    let bootsrc = inputs.sysroot.join("boot");
+    let entries = common::bls::read_entries(&bootsrc)?;
+    let cfg = common::grub::config_from_entries(&entries)?;
     let loader = fs::canonicalize(bootsrc.join("loader")).context("resolving boot/loader")?;
     fs::write(loader.join("grub.cfg"), cfg)?;
-    let bootfs = ctx.workdir.join("bootfs");
+    let bootfs = inputs.scratch.join("bootfs");
     crate::fsutil::remove_tree(&bootfs)?;
     fs::rename(&bootsrc, &bootfs)?;
     fs::create_dir(&bootsrc)?;
 
-    let root_need = crate::fsutil::tree_size(&deployed.sysroot)?;
+    let root_need = crate::fsutil::tree_size(inputs.sysroot)?;
     let root_part = lay.part("root");
     if root_need + root_need / 5 + 128 * MIB > root_part.size {
         bail!(
@@ -168,7 +117,7 @@ pub fn run(ctx: &Ctx, deployed: &Deployed, path: &Path) -> Result<DiskImage> {
         );
     }
 
-    stage.message("partitioning");
+    say("partitioning");
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -177,45 +126,44 @@ pub fn run(ctx: &Ctx, deployed: &Deployed, path: &Path) -> Result<DiskImage> {
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
     file.set_len(lay.size)?;
-    partition::write_gpt(file.try_clone()?, &lay)?;
+    partition::write_gpt(file.try_clone()?, lay)?;
 
-    stage.message("building GRUB");
-    let grubdir = ctx.workdir.join("grub");
+    say("building GRUB");
+    let grubdir = inputs.scratch.join("grub");
     fs::create_dir_all(&grubdir)?;
     let efi = grub::mkimage_efi(&grubdir)?;
     let bios = grub::mkimage_bios(&grubdir)?;
 
-    stage.message("writing the EFI system partition");
-    esp::write(&file, lay.part("esp"), &efi, ctx.source_date_epoch)?;
-    stage.message("installing GRUB for BIOS");
+    say("writing the EFI system partition");
+    esp::write(&file, lay.part("esp"), &efi, inputs.epoch)?;
+    say("installing GRUB for BIOS");
     grub::install_bios(&file, lay.part("bios"), &bios)?;
     drop(file);
 
-    stage.message("writing /boot (ext4)");
-    ext4::write(path, lay.part("boot"), &bootfs, ctx.source_date_epoch)?;
-    stage.message("writing the root filesystem (ext4)");
-    ext4::write(
-        path,
-        lay.part("root"),
-        &deployed.sysroot,
-        ctx.source_date_epoch,
-    )?;
+    say("writing /boot (ext4)");
+    ext4::write(path, lay.part("boot"), &bootfs, inputs.epoch)?;
+    say("writing the root filesystem (ext4)");
+    ext4::write(path, root_part, inputs.sysroot, inputs.epoch)?;
 
     File::open(path)?.sync_all()?;
-    stage.finish(&format!("{} MiB", lay.size / MIB));
-    Ok(DiskImage {
-        path: path.to_owned(),
-        layout: lay,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    pub(crate) fn spec(size: u64) -> DiskSpec {
+        DiskSpec {
+            size,
+            esp_size: 64 * MIB,
+            boot_size: 512 * MIB,
+        }
+    }
+
     #[test]
     fn layout_is_aligned_contiguous_and_fills_the_disk() {
-        let l = layout(4 << 30, 64 * MIB, 512 * MIB, "seed");
+        let l = layout(&spec(4 << 30), "seed");
         assert_eq!(l.partitions[0].offset, MIB);
         for w in l.partitions.windows(2) {
             assert_eq!(w[0].offset + w[0].size, w[1].offset);
@@ -227,9 +175,9 @@ mod tests {
 
     #[test]
     fn guids_are_stable_per_seed_and_distinct() {
-        let a = layout(4 << 30, 64 * MIB, 512 * MIB, "seed");
-        let b = layout(4 << 30, 64 * MIB, 512 * MIB, "seed");
-        let c = layout(4 << 30, 64 * MIB, 512 * MIB, "other");
+        let a = layout(&spec(4 << 30), "seed");
+        let b = layout(&spec(4 << 30), "seed");
+        let c = layout(&spec(4 << 30), "other");
         assert_eq!(a.disk_guid, b.disk_guid);
         assert_ne!(a.disk_guid, c.disk_guid);
         let mut g: Vec<_> = a.partitions.iter().map(|p| &p.guid).collect();

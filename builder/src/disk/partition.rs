@@ -7,7 +7,8 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result};
 
-use super::{Layout, SECTOR};
+use super::SECTOR;
+use crate::model::Layout;
 
 /// Write the protective MBR and both GPT headers for `lay` into `file`.
 pub fn write_gpt(mut file: File, lay: &Layout) -> Result<()> {
@@ -47,7 +48,7 @@ pub fn write_gpt(mut file: File, lay: &Layout) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::{layout, MIB};
+    use crate::disk::{layout, DiskSpec, MIB};
 
     #[test]
     fn table_reads_back_with_our_guids() {
@@ -60,7 +61,12 @@ mod tests {
             .truncate(true)
             .open(&p)
             .unwrap();
-        let lay = layout(2048 * MIB, 64 * MIB, 256 * MIB, "t");
+        let spec = DiskSpec {
+            size: 2048 * MIB,
+            esp_size: 64 * MIB,
+            boot_size: 256 * MIB,
+        };
+        let lay = layout(&spec, "t");
         f.set_len(lay.size).unwrap();
         write_gpt(f, &lay).unwrap();
         let d = gpt::GptConfig::new().open(&p).unwrap();

@@ -8,12 +8,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::Backend;
-use crate::cmd::Cmd;
-use crate::lock::Lock;
-use crate::manifest::Manifest;
+use super::lock::Lock;
+use super::spec::Base;
+use super::{Backend, Install};
 use crate::progress::StageProgress;
-use crate::stage::Ctx;
+use common::cmd::Cmd;
 
 /// Bump when the way a root is installed changes (invalidates cached roots).
 const RECIPE: &str = "debian-install-v4"; // v4: fixed INSTALL_EPOCH, no apt indexes
@@ -45,8 +44,7 @@ done
 pub struct Debian;
 
 impl Backend for Debian {
-    fn key_parts(&self, m: &Manifest) -> Vec<String> {
-        let b = &m.base;
+    fn key_parts(&self, b: &Base) -> Vec<String> {
         vec![
             RECIPE.to_string(),
             b.release.clone(),
@@ -58,25 +56,19 @@ impl Backend for Debian {
         ]
     }
 
-    fn install(
-        &self,
-        ctx: &Ctx,
-        lock: Option<&Lock>,
-        root: &Path,
-        stage: &StageProgress,
-    ) -> Result<Lock> {
-        let m = ctx.manifest;
+    fn install(&self, req: &Install, stage: &StageProgress) -> Result<Lock> {
+        let (base, lock, root) = (req.base, req.lock, req.root);
         let includes = match lock {
             Some(l) => l.apt_pins(),
-            None => m.packages.clone(),
+            None => req.packages.to_vec(),
         };
 
-        let debs = ctx
-            .cache_dir
+        let debs = req
+            .downloads
             .join("debs")
-            .join(format!("debian-{}", m.base.release));
+            .join(format!("debian-{}", base.release));
         fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
-        let hooks = ctx.workdir.join("hooks");
+        let hooks = req.scratch.join("hooks");
         fs::create_dir_all(&hooks)?;
         let divert = write_hook(&hooks, "divert.sh", DIVERT_HOOK)?;
         let undivert = write_hook(&hooks, "undivert.sh", UNDIVERT_HOOK)?;
@@ -94,7 +86,7 @@ impl Backend for Debian {
                 "--skip=cleanup/apt/lists",
                 "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
             ])
-            .arg(format!("--components={}", m.base.components.join(",")))
+            .arg(format!("--components={}", base.components.join(",")))
             .arg(format!("--include={}", includes.join(",")))
             .arg(format!(
                 "--setup-hook=sync-in {debs_s} /var/cache/apt/archives/"
@@ -104,27 +96,24 @@ impl Backend for Debian {
             .arg(format!(
                 "--customize-hook=sync-out /var/cache/apt/archives {debs_s}"
             ))
-            .arg(&m.base.release)
+            .arg(&base.release)
             .arg(root)
-            .args(sources(m))
-            .env(
-                "SOURCE_DATE_EPOCH",
-                crate::stage::install::INSTALL_EPOCH.to_string(),
-            );
+            .args(sources(base))
+            .env("SOURCE_DATE_EPOCH", super::INSTALL_EPOCH.to_string());
         if let Err(e) = cmd.run_streaming(|l| stage.message(l)) {
             if let Some(pkg) = missing_pinned_version(&e.to_string()) {
                 bail!("the lock no longer resolves: the mirror does not have {pkg} any more; build once without --lock to write a new lock ({e})");
             }
             return Err(anyhow::Error::new(e).context("installing packages with mmdebstrap"));
         }
-        let installed_lock = crate::lock::from_debian_root(root, &m.base.release)?;
+        let installed_lock = super::lock::from_debian_root(root, &base.release)?;
         if let Some(l) = lock {
             l.check_installed(&installed_lock)
                 .context("the installed packages differ from the lock")?;
         }
         // Package indexes: needed by apt only, which never runs again here.
         for d in ["var/lib/apt/lists", "var/cache/apt"] {
-            crate::stage::customize::empty_dir(&root.join(d))?;
+            crate::fsutil::empty_dir(&root.join(d))?;
         }
         Ok(installed_lock)
     }
@@ -143,9 +132,8 @@ fn missing_pinned_version(err: &str) -> Option<String> {
     Some(format!("{pkg}={ver}"))
 }
 
-/// The apt source lines for the manifest's Debian base.
-pub fn sources(m: &Manifest) -> Vec<String> {
-    let b = &m.base;
+/// The apt source lines for a Debian base.
+pub fn sources(b: &Base) -> Vec<String> {
     let comps = b.components.join(" ");
     let mirror = b
         .mirror

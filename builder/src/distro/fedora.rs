@@ -20,12 +20,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::Backend;
-use crate::cmd::Cmd;
-use crate::lock::{Lock, LockedPackage};
-use crate::manifest::Manifest;
+use super::lock::{Lock, LockedPackage};
+use super::spec::Base;
+use super::{Backend, Install};
 use crate::progress::StageProgress;
-use crate::stage::Ctx;
+use common::cmd::Cmd;
 
 /// Where the rpmdb lives in the image.
 pub const RPMDB: &str = "usr/lib/sysimage/rpm";
@@ -47,7 +46,7 @@ struct DnfEnv {
 }
 
 impl DnfEnv {
-    fn new(m: &Manifest, workdir: &Path) -> Result<DnfEnv> {
+    fn new(base: &Base, workdir: &Path) -> Result<DnfEnv> {
         let dir = workdir.join("dnf");
         fs::create_dir_all(dir.join("home"))?;
         let env = DnfEnv {
@@ -57,7 +56,7 @@ impl DnfEnv {
             keys: dir.join("keys"),
         };
         fs::write(env.home.join(".rpmmacros"), format!("%_dbpath /{RPMDB}\n"))?;
-        fs::write(&env.conf, dnf_conf(m))?;
+        fs::write(&env.conf, dnf_conf(base))?;
         Ok(env)
     }
 
@@ -69,13 +68,13 @@ impl DnfEnv {
 }
 
 /// dnf's configuration: only the manifest's repositories, strict, bounded.
-fn dnf_conf(m: &Manifest) -> String {
+fn dnf_conf(base: &Base) -> String {
     let mut s = String::from(
         "# Written by atomicbuild.\n[main]\nreposdir=/nonexistent\ngpgcheck=1\nlocalpkg_gpgcheck=1\n\
          install_weak_deps=0\nplugins=0\nstrict=1\nbest=1\nskip_if_unavailable=0\n\
          timeout=15\nretries=3\nminrate=1000\nkeepcache=0\n",
     );
-    for r in &m.base.repos {
+    for r in &base.repos {
         s.push_str(&format!("\n[{}]\nname={}\n", r.name, r.name));
         if let Some(u) = &r.baseurl {
             s.push_str(&format!("baseurl={u}\n"));
@@ -114,9 +113,8 @@ fn nevra(p: &LockedPackage) -> String {
     format!("{}-{}.{}", p.name, p.version, p.arch)
 }
 
-fn repo_urls(m: &Manifest) -> String {
-    m.base
-        .repos
+fn repo_urls(base: &Base) -> String {
+    base.repos
         .iter()
         .map(|r| {
             format!(
@@ -130,7 +128,7 @@ fn repo_urls(m: &Manifest) -> String {
 }
 
 /// Turn the resolver's failure line into the error a user can act on.
-fn resolve_error(m: &Manifest, stderr: &str, locked: bool) -> anyhow::Error {
+fn resolve_error(base: &Base, stderr: &str, locked: bool) -> anyhow::Error {
     let line = stderr
         .lines()
         .rev()
@@ -144,12 +142,12 @@ fn resolve_error(m: &Manifest, stderr: &str, locked: bool) -> anyhow::Error {
         ),
         "no match" => anyhow::anyhow!(
             "no package {msg} in the repositories {} (check packages.include)",
-            repo_urls(m)
+            repo_urls(base)
         ),
         "unsolvable" => anyhow::anyhow!("the package set cannot be installed: {msg}"),
         "repo" => anyhow::anyhow!(
             "cannot read the repository metadata ({msg}); repositories: {}; librepo tried each URL 4 times",
-            repo_urls(m)
+            repo_urls(base)
         ),
         "download" => anyhow::anyhow!("downloading packages: {msg}"),
         "key" => anyhow::anyhow!("{msg}"),
@@ -204,7 +202,7 @@ fn scriptlet_failures(out: &str) -> Vec<String> {
 impl Fedora {
     fn resolve(
         &self,
-        m: &Manifest,
+        base: &Base,
         env: &DnfEnv,
         specs: &[String],
         download: &Path,
@@ -217,7 +215,7 @@ impl Fedora {
             .cmd("/usr/bin/python3")
             .arg(&script)
             .arg(&env.conf)
-            .arg(&m.base.release)
+            .arg(&base.release)
             .arg(&env.state)
             .arg(&env.keys)
             .arg(download)
@@ -225,7 +223,7 @@ impl Fedora {
             .output_full()
             .context("running dnf's resolver (is python3-dnf installed?)")?;
         if !out.status.success() {
-            return Err(resolve_error(m, &out.stderr, locked));
+            return Err(resolve_error(base, &out.stderr, locked));
         }
         out.stdout
             .lines()
@@ -234,60 +232,18 @@ impl Fedora {
     }
 }
 
-impl Backend for Fedora {
-    fn key_parts(&self, m: &Manifest) -> Vec<String> {
-        let mut v = vec![
-            RECIPE.to_string(),
-            m.base.release.clone(),
-            RESOLVE_PY.into(),
-        ];
-        for r in &m.base.repos {
-            v.push(format!(
-                "{}|{:?}|{:?}|{:?}|{}",
-                r.name, r.baseurl, r.metalink, r.gpgkey, r.gpgcheck
-            ));
-        }
-        v
+impl Fedora {
+    /// Resolve the set (the lock's NEVRAs when given) and the lock of it.
+    fn resolve_lock(&self, req: &Install, env: &DnfEnv, rpms: &Path) -> Result<Vec<Resolved>> {
+        let specs: Vec<String> = match req.lock {
+            Some(l) => l.packages.iter().map(nevra).collect(),
+            None => req.packages.to_vec(),
+        };
+        self.resolve(req.base, env, &specs, rpms, req.lock.is_some())
     }
 
-    fn install(
-        &self,
-        ctx: &Ctx,
-        lock: Option<&Lock>,
-        root: &Path,
-        stage: &StageProgress,
-    ) -> Result<Lock> {
-        let m = ctx.manifest;
-        let env = DnfEnv::new(m, &ctx.workdir)?;
-        let rpms = ctx
-            .cache_dir
-            .join("rpms")
-            .join(format!("fedora-{}", m.base.release));
-        let specs: Vec<String> = match lock {
-            Some(l) => l.packages.iter().map(nevra).collect(),
-            None => m.packages.clone(),
-        };
-        stage.message("resolving the package set with dnf");
-        let resolved = self.resolve(m, &env, &specs, &rpms, lock.is_some())?;
-        let new_lock = Lock {
-            version: crate::lock::LOCK_VERSION,
-            distro: "fedora".into(),
-            release: m.base.release.clone(),
-            packages: resolved
-                .iter()
-                .map(|p| LockedPackage {
-                    name: p.name.clone(),
-                    version: p.evr(),
-                    arch: p.arch.clone(),
-                    sha256: p.sha256.clone(),
-                })
-                .collect(),
-        };
-        if let Some(l) = lock {
-            l.check_installed(&new_lock)
-                .context("the repositories resolve the lock to a different set")?;
-        }
-        stage.message(&format!("installing {} packages", resolved.len()));
+    /// Import the repositories' keys into the new root; the key files.
+    fn import_keys(env: &DnfEnv, root: &Path) -> Result<Vec<PathBuf>> {
         fs::create_dir_all(root.join(RPMDB))?;
         let mut keys: Vec<PathBuf> = match fs::read_dir(&env.keys) {
             Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
@@ -302,6 +258,19 @@ impl Backend for Fedora {
                 .run()
                 .with_context(|| format!("importing the repository key {}", k.display()))?;
         }
+        Ok(keys)
+    }
+
+    /// `dnf install` of the downloaded files, failing on a bad signature
+    /// (named with its key) or a failed scriptlet.
+    fn dnf_install(
+        env: &DnfEnv,
+        req: &Install,
+        resolved: &[Resolved],
+        rpms: &Path,
+        keys: &[PathBuf],
+    ) -> Result<()> {
+        let root = req.root;
         // Cache file name (what dnf names in its messages) -> (NEVRA, path).
         let files: BTreeMap<String, (String, PathBuf)> = resolved
             .iter()
@@ -320,13 +289,10 @@ impl Backend for Fedora {
             .args(["-y", "-c"])
             .arg(&env.conf)
             .arg(format!("--installroot={}", root.display()))
-            .arg(format!("--releasever={}", m.base.release))
+            .arg(format!("--releasever={}", req.base.release))
             .args(["--disablerepo=*", "install"])
             .args(files.values().map(|(_, f)| f))
-            .env(
-                "SOURCE_DATE_EPOCH",
-                crate::stage::install::INSTALL_EPOCH.to_string(),
-            )
+            .env("SOURCE_DATE_EPOCH", super::INSTALL_EPOCH.to_string())
             .env("KERNEL_INSTALL_BYPASS", "1")
             .output_full()
             .context("running dnf")?;
@@ -351,16 +317,62 @@ impl Backend for Fedora {
             );
         }
         if !out.status.success() {
-            bail!("dnf install failed:\n{}", crate::cmd::tail(&text, 30));
+            bail!("dnf install failed:\n{}", common::cmd::tail(&text, 30));
         }
         let bad = scriptlet_failures(&text);
         if !bad.is_empty() {
             bail!(
                 "a package scriptlet failed in {}; the root would be half set up:\n{}",
                 bad.join(", "),
-                crate::cmd::tail(&text, 20)
+                common::cmd::tail(&text, 20)
             );
         }
+        Ok(())
+    }
+}
+
+impl Backend for Fedora {
+    fn key_parts(&self, base: &Base) -> Vec<String> {
+        let mut v = vec![RECIPE.to_string(), base.release.clone(), RESOLVE_PY.into()];
+        for r in &base.repos {
+            v.push(format!(
+                "{}|{:?}|{:?}|{:?}|{}",
+                r.name, r.baseurl, r.metalink, r.gpgkey, r.gpgcheck
+            ));
+        }
+        v
+    }
+
+    fn install(&self, req: &Install, stage: &StageProgress) -> Result<Lock> {
+        let (base, root) = (req.base, req.root);
+        let env = DnfEnv::new(base, req.scratch)?;
+        let rpms = req
+            .downloads
+            .join("rpms")
+            .join(format!("fedora-{}", base.release));
+        stage.message("resolving the package set with dnf");
+        let resolved = self.resolve_lock(req, &env, &rpms)?;
+        let new_lock = Lock {
+            version: super::lock::LOCK_VERSION,
+            distro: "fedora".into(),
+            release: base.release.clone(),
+            packages: resolved
+                .iter()
+                .map(|p| LockedPackage {
+                    name: p.name.clone(),
+                    version: p.evr(),
+                    arch: p.arch.clone(),
+                    sha256: p.sha256.clone(),
+                })
+                .collect(),
+        };
+        if let Some(l) = req.lock {
+            l.check_installed(&new_lock)
+                .context("the repositories resolve the lock to a different set")?;
+        }
+        stage.message(&format!("installing {} packages", resolved.len()));
+        let keys = Self::import_keys(&env, root)?;
+        Self::dnf_install(&env, req, &resolved, &rpms, &keys)?;
         finish_root(root)?;
         // Checksums are not in the rpmdb; check_installed compares versions.
         let installed = Lock {
@@ -456,7 +468,7 @@ fn finish_root(root: &Path) -> Result<()> {
     for d in ["var/cache/dnf", "var/lib/dnf", "var/log"] {
         let p = root.join(d);
         if p.exists() {
-            crate::stage::customize::empty_dir(&p)?;
+            crate::fsutil::empty_dir(&p)?;
         }
     }
     let db = root.join(RPMDB).join("rpmdb.sqlite");

@@ -1,38 +1,57 @@
-//! Distribution backends: how a manifest's packages get into the staging
-//! root. The install stage (and everything after it) only sees this
-//! interface; `backend` picks the implementation for the manifest's distro.
+//! Distribution backends: how a package set gets into a staging root. The
+//! install stage only sees this interface; [`backend`] picks the
+//! implementation for the base's distribution. Also owns the `[base]`
+//! section of manifests ([`spec`]) and package locks ([`lock`]).
 
 mod debian;
 mod fedora;
+pub mod lock;
+pub mod spec;
 
 use std::path::Path;
 
 use anyhow::Result;
 
-use crate::lock::Lock;
-use crate::manifest::{Distro, Manifest};
 use crate::progress::StageProgress;
-use crate::stage::Ctx;
+use lock::Lock;
+use spec::{Base, Distro};
 
 pub use debian::sources as debian_sources;
 pub use fedora::RPMDB;
+
+/// SOURCE_DATE_EPOCH for package installation (2024-01-01T00:00:00Z): an
+/// installed root is cached and shared by builds with different epochs, so
+/// what maintainer scripts derive from it (shadow's last-change dates, file
+/// times) must not follow the build's epoch. The image's own times (commit,
+/// file systems) still do.
+pub const INSTALL_EPOCH: u64 = 1_704_067_200;
+
+/// What to install, and where.
+pub struct Install<'a> {
+    /// Where packages come from.
+    pub base: &'a Base,
+    /// The packages asked for (ignored for the set when `lock` is given).
+    pub packages: &'a [String],
+    /// Install exactly this set.
+    pub lock: Option<&'a Lock>,
+    /// The empty staging root.
+    pub root: &'a Path,
+    /// Scratch space for hooks and the package manager's state.
+    pub scratch: &'a Path,
+    /// Long-lived download cache (packages are kept between builds).
+    pub downloads: &'a Path,
+}
 
 /// What a distribution backend does.
 pub trait Backend {
     /// Everything besides the package set that shapes an installed root
     /// (recipe version, sources, repositories): part of its cache key.
-    fn key_parts(&self, m: &Manifest) -> Vec<String>;
+    fn key_parts(&self, base: &Base) -> Vec<String>;
 
-    /// Install the manifest's packages (exactly `lock`'s when given) into
-    /// the empty `root`, and return the lock of what was installed. Nothing
-    /// of the build host (package indexes, caches) stays in the root.
-    fn install(
-        &self,
-        ctx: &Ctx,
-        lock: Option<&Lock>,
-        root: &Path,
-        stage: &StageProgress,
-    ) -> Result<Lock>;
+    /// Install the packages (exactly the lock's when given) into the empty
+    /// root, and return the lock of what was installed. Nothing of the build
+    /// host (package indexes, caches) stays in the root.
+    fn install(&self, req: &Install, stage: &StageProgress) -> Result<Lock>;
 
     /// Installed packages as `(name, version, architecture)`, sorted.
     fn package_list(&self, root: &Path) -> Result<Vec<(String, String, String)>>;

@@ -1,7 +1,9 @@
 //! Native virtual-disk writers: turn a finished (sparse) raw disk image into
 //! qcow2, VMDK (streamOptimized or monolithicSparse), VDI, VHD (fixed or
 //! dynamic) or an OVA appliance, and wrap any artifact in an outer xz or
-//! zstd stream.
+//! zstd stream. [`FORMATS`] is the one table of what each format is called,
+//! which file it makes, which writer writes it and which compressions it
+//! takes; [`spec`] holds the manifest's `[[output]]` entries and their checks.
 //!
 //! Every writer streams the raw image: it finds data with
 //! `lseek(SEEK_DATA/SEEK_HOLE)`, skips blocks that read as all zeros, and
@@ -15,9 +17,12 @@
 //! [`WriteOptions::timestamp`].
 
 mod compress;
+mod output;
 mod ova;
 mod qcow2;
 mod sparse;
+pub mod spec;
+mod table;
 mod vdi;
 mod vhd;
 mod vmdk;
@@ -30,7 +35,10 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 pub use compress::{compress_file, OuterCompression};
+pub use output::{write_options, write_output, Identity};
 pub use sparse::content_seed;
+pub use spec::Output;
+pub use table::{Compression, Format, FormatInfo, FORMATS};
 
 /// Output format of [`write_image`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +229,7 @@ fn write_atomic(dest: &Path, body: impl FnOnce(&mut File) -> Result<()>) -> Resu
     } else {
         dest.to_owned()
     };
-    let tmp = crate::fsutil::tmp_name(dest);
+    let tmp = common::atomic::tmp_name(dest);
     let result = (|| {
         let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         body(&mut f).with_context(|| format!("writing {}", dest.display()))?;
@@ -230,7 +238,7 @@ fn write_atomic(dest: &Path, body: impl FnOnce(&mut File) -> Result<()>) -> Resu
         Ok(())
     })();
     match result {
-        Ok(()) => crate::fsutil::commit_tmp(&tmp, dest),
+        Ok(()) => common::atomic::commit_tmp(&tmp, dest),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(e)

@@ -221,7 +221,7 @@ pub(super) fn write(ctx: &Ctx, dest: &Path, progress: &mut dyn FnMut(u64, u64)) 
     );
     // The disk goes to a scratch file first: its size and digest must be
     // known before the descriptor and the tar header are written.
-    let scratch = Scratch(crate::fsutil::tmp_name(&dest.with_file_name(&vmdk_name)));
+    let scratch = Scratch(common::atomic::tmp_name(&dest.with_file_name(&vmdk_name)));
     let mut vf = File::options()
         .read(true)
         .write(true)

@@ -54,15 +54,6 @@ pub fn parse(path: &str) -> Vec<Seg> {
     out
 }
 
-/// Byte offset → 1-based (line, column).
-pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(src.len());
-    let before = &src[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
-    (line, col)
-}
-
 /// Find the best span for `path`: the deepest element that exists. For a key
 /// the span of the key itself is used (where a reader's eye goes).
 pub fn locate(src: &str, path: &[Seg]) -> Option<(usize, usize)> {
@@ -101,7 +92,7 @@ pub fn locate(src: &str, path: &[Seg]) -> Option<(usize, usize)> {
             None => break,
         }
     }
-    best.map(|r| line_col(src, r.start))
+    best.map(|r| crate::model::line_col(src, r.start))
 }
 
 enum Node<'a> {

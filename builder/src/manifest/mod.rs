@@ -7,17 +7,20 @@
 
 mod locate;
 pub mod raw;
+mod sections;
 mod validate;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use locate::line_col;
-pub use raw::{Compression, Distro, Format, Platform, UploadTarget};
+use crate::disk::DiskSpec;
+use crate::distro::spec::Base;
+use crate::formats::Output;
+use crate::upload::spec::Upload;
+pub use raw::Platform;
 
 /// A validated manifest with every default filled in.
 #[derive(Debug, Clone, Serialize)]
@@ -56,71 +59,6 @@ pub struct Manifest {
     pub uploads: Vec<Upload>,
 }
 
-/// One `[[upload]]` entry, defaults filled in.
-#[derive(Debug, Clone, Serialize)]
-pub struct Upload {
-    /// Where it goes.
-    pub target: UploadTarget,
-    /// Image (AMI) name; default `NAME-VERSION`.
-    pub name: String,
-    /// Which file: the raw image or the qcow2 output.
-    pub format: Format,
-    /// AWS region (default: AWS_REGION).
-    pub region: Option<String>,
-    /// AWS credentials profile.
-    pub profile: Option<String>,
-    /// One endpoint for EBS and EC2 (emulators).
-    pub endpoint_url: Option<String>,
-    /// AMI boot mode.
-    pub boot_mode: crate::upload::aws::BootMode,
-    /// Regions the AMI is copied to.
-    pub copy_to_regions: Vec<String>,
-    /// Accounts (or `all`) that may launch the AMI.
-    pub launch_permissions: Vec<String>,
-    /// Extra AMI and snapshot tags.
-    pub tags: BTreeMap<String, String>,
-    /// clouds.yaml entry (default: $OS_CLOUD or the OS_* variables).
-    pub cloud: Option<String>,
-    /// Glance hw_firmware_type.
-    pub firmware: crate::cli::Firmware,
-    /// Glance os_distro.
-    pub os_distro: String,
-    /// Glance os_version.
-    pub os_version: String,
-}
-
-/// Package source.
-#[derive(Debug, Clone, Serialize)]
-pub struct Base {
-    /// Distribution family.
-    pub distro: Distro,
-    /// Release codename (Debian) or number (Fedora).
-    pub release: String,
-    /// Main archive URL (Debian).
-    pub mirror: Option<String>,
-    /// Security archive URL (Debian).
-    pub security_mirror: Option<String>,
-    /// Archive components (Debian).
-    pub components: Vec<String>,
-    /// RPM repositories (Fedora).
-    pub repos: Vec<Repo>,
-}
-
-/// One RPM repository.
-#[derive(Debug, Clone, Serialize)]
-pub struct Repo {
-    /// Repository id.
-    pub name: String,
-    /// Base URL.
-    pub baseurl: Option<String>,
-    /// Metalink URL.
-    pub metalink: Option<String>,
-    /// GPG key URL.
-    pub gpgkey: Option<String>,
-    /// Whether signatures are checked.
-    pub gpgcheck: bool,
-}
-
 /// Units to enable, disable and mask.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Units {
@@ -147,17 +85,6 @@ pub struct User {
     pub shell: String,
 }
 
-/// Disk geometry in bytes.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct DiskSpec {
-    /// Whole disk.
-    pub size: u64,
-    /// EFI system partition.
-    pub esp_size: u64,
-    /// /boot partition.
-    pub boot_size: u64,
-}
-
 /// How the image's first-boot agent finds its configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Firstboot {
@@ -174,11 +101,7 @@ pub struct Firstboot {
 impl Firstboot {
     /// The kernel arguments that tell the agent where to look.
     pub fn kernel_args(&self) -> Vec<String> {
-        let p = serde_json::to_value(self.platform)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        let mut v = vec![format!("atomic.platform={p}")];
+        let mut v = vec![format!("atomic.platform={}", self.platform.name())];
         if self.aws_imdsv1 {
             v.push("atomic.aws-imdsv1=1".into());
         }
@@ -189,56 +112,6 @@ impl Firstboot {
             v.push(format!("atomic.config-path={c}"));
         }
         v
-    }
-}
-
-/// One image file to write from the raw image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Output {
-    /// The format.
-    pub format: Format,
-    /// Its compression.
-    pub compression: Compression,
-    /// Compression level (`None`: the compressor's default).
-    pub level: Option<u32>,
-    /// OVA: virtual CPUs.
-    pub cpus: u32,
-    /// OVA: memory in MiB.
-    pub memory_mib: u64,
-}
-
-impl Output {
-    /// The file name this output gets for an image `stem`.
-    pub fn file_name(&self, stem: &str) -> String {
-        let ext = match self.format {
-            Format::Raw => "raw",
-            Format::Qcow2 => "qcow2",
-            Format::Vmdk => "vmdk",
-            Format::VmdkSparse => "sparse.vmdk",
-            Format::Vdi => "vdi",
-            Format::Vhd => "vhd",
-            Format::VhdDynamic => "dynamic.vhd",
-            Format::Ova => "ova",
-        };
-        let outer = match (self.format, self.compression) {
-            (Format::Qcow2, _) => "",
-            (_, Compression::Xz) => ".xz",
-            (_, Compression::Zstd) => ".zst",
-            _ => "",
-        };
-        format!("{stem}.{ext}{outer}")
-    }
-
-    /// A short name such as `qcow2+zstd`.
-    pub fn label(&self) -> String {
-        let f = serde_json::to_value(self.format)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        match self.compression {
-            Compression::None => f,
-            c => format!("{f}+{}", format!("{c:?}").to_lowercase()),
-        }
     }
 }
 
@@ -360,7 +233,7 @@ pub fn parse_str(
             let inner = e.inner();
             let pos = inner
                 .span()
-                .map(|s| locate::line_col(src, s.start))
+                .map(|s| crate::model::line_col(src, s.start))
                 .or_else(|| locate::locate(src, &locate::parse(&field)));
             return Err(ManifestError {
                 file: file.to_owned(),
@@ -372,24 +245,23 @@ pub fn parse_str(
             });
         }
     };
-    let mut v = validate::Validator::new(dir);
-    let manifest = v.check(raw, file, sha256);
-    if v.problems.is_empty() {
-        Ok(manifest.expect("a manifest with no problems is complete"))
-    } else {
-        let mut problems: Vec<Problem> = v
-            .problems
-            .into_iter()
-            .map(|(field, message)| Problem {
-                pos: locate::locate(src, &locate::parse(&field)),
-                field,
-                message,
+    match validate::check(raw, file, dir, sha256) {
+        Ok(m) => Ok(m),
+        Err(found) => {
+            let mut problems: Vec<Problem> = found
+                .into_vec()
+                .into_iter()
+                .map(|(field, message)| Problem {
+                    pos: locate::locate(src, &locate::parse(&field)),
+                    field,
+                    message,
+                })
+                .collect();
+            problems.sort_by_key(|p| p.pos.unwrap_or((usize::MAX, 0)));
+            Err(ManifestError {
+                file: file.to_owned(),
+                problems,
             })
-            .collect();
-        problems.sort_by_key(|p| p.pos.unwrap_or((usize::MAX, 0)));
-        Err(ManifestError {
-            file: file.to_owned(),
-            problems,
-        })
+        }
     }
 }

@@ -112,7 +112,7 @@ pub fn probe(qemu: &Path, accel_args: &[&str], scratch: &Path) -> Result<(), Str
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr).map_err(fail)?);
-    crate::cmd::die_with_parent(&mut c);
+    common::cmd::die_with_parent(&mut c);
     let mut child = c
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
@@ -247,7 +247,7 @@ pub fn accel() -> Result<Accel> {
             std::env::temp_dir().join(format!("atomicbuild-probe-{}", std::process::id()));
         let forced = std::env::var(ENV).ok();
         let r = choose(forced.as_deref(), kvm_device_answers, || {
-            let qemu = crate::cmd::which(super::QEMU).unwrap_or_else(|| super::QEMU.into());
+            let qemu = common::cmd::which(super::QEMU).unwrap_or_else(|| super::QEMU.into());
             probe(&qemu, &Accel::Kvm.qemu_args(), &scratch)
         });
         let _ = std::fs::remove_dir_all(&scratch);
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn probe_runs_guest_code_under_tcg() {
         let d = tempfile::tempdir().unwrap();
-        let Some(qemu) = crate::cmd::which(crate::qemu::QEMU) else {
+        let Some(qemu) = common::cmd::which(crate::qemu::QEMU) else {
             panic!("qemu-system-x86_64 is needed (package qemu-system-x86)");
         };
         let t = Instant::now();

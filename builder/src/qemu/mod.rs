@@ -1,17 +1,17 @@
-//! Running images in QEMU: KVM when it really works, TCG otherwise; OVMF
-//! for UEFI (read-only code + a private copy of the variable store) or
-//! SeaBIOS. Used by `atomicbuild boot` and by the boot tests.
+//! Running images in QEMU: KVM when it really runs guest code, TCG
+//! otherwise ([`accel`]); OVMF for UEFI (read-only code + a private copy of
+//! the variable store) or SeaBIOS; the run state watched over QMP
+//! ([`monitor`]). Used by `atomicbuild boot` and by the boot tests.
 
 pub mod accel;
 pub mod monitor;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
-use crate::cli::Firmware;
+use crate::model::Firmware;
 pub use accel::{accel, Accel};
 pub use monitor::Running;
 
@@ -121,7 +121,7 @@ impl Vm {
         }
         c.args(&self.extra);
         // QEMU goes down with atomicbuild (or the test) that started it.
-        crate::cmd::die_with_parent(&mut c);
+        common::cmd::die_with_parent(&mut c);
         Ok(c)
     }
 
@@ -150,95 +150,6 @@ pub fn firstboot_args(config: &Path) -> Vec<String> {
         "-fw_cfg".into(),
         format!("name={FIRSTBOOT_FW_CFG},file={}", config.display()),
     ]
-}
-
-/// Check `given` with the agent's own validator before passing it on.
-fn check_firstboot_config(p: &Path) -> Result<()> {
-    if !p.is_file() {
-        anyhow::bail!("--firstboot-config {}: no such file", p.display());
-    }
-    match crate::stage::agent::binary() {
-        Ok(agent) => {
-            let o = Command::new(&agent)
-                .arg("validate")
-                .arg("--config")
-                .arg(p)
-                .output()
-                .with_context(|| format!("running {} validate", agent.display()))?;
-            if !o.status.success() {
-                anyhow::bail!(
-                    "--firstboot-config {} is not a valid first-boot config:\n{}{}",
-                    p.display(),
-                    String::from_utf8_lossy(&o.stdout),
-                    String::from_utf8_lossy(&o.stderr)
-                );
-            }
-        }
-        Err(e) => eprintln!("warning: not checking {}: {e:#}", p.display()),
-    }
-    Ok(())
-}
-
-/// `atomicbuild boot`: run the image with the console on this terminal.
-pub fn boot_interactive(args: &crate::cli::BootArgs) -> Result<()> {
-    crate::preflight::check_boot(args.firmware == Firmware::Uefi)?;
-    check_image(&args.image)?;
-    let scratch = std::env::temp_dir().join(format!("atomicbuild-boot-{}", std::process::id()));
-    let extra = match args.firstboot_config.as_deref() {
-        Some(p) => {
-            check_firstboot_config(p)?;
-            firstboot_args(p)
-        }
-        None => {
-            eprintln!("no --firstboot-config: the first-boot agent finds no user data and provisions nothing (etcd stays off until it has a configuration)");
-            Vec::new()
-        }
-    };
-    let vm = Vm {
-        image: args.image.clone(),
-        firmware: args.firmware,
-        memory: args.memory,
-        cpus: args.cpus,
-        snapshot: args.snapshot,
-        serial: Serial::Stdio,
-        scratch: scratch.clone(),
-        forward: args.forward.clone(),
-        extra,
-    };
-    let accel = accel()?;
-    eprintln!(
-        "booting {} with {} ({}); quit with Ctrl-A X",
-        args.image.display(),
-        if args.firmware == Firmware::Uefi {
-            "UEFI/OVMF"
-        } else {
-            "BIOS/SeaBIOS"
-        },
-        match accel {
-            Accel::Kvm => "KVM",
-            Accel::Tcg => "TCG software emulation: expect 2-4 minutes to a login prompt",
-        }
-    );
-    let result = vm
-        .spawn(|c| {
-            c.stdin(Stdio::inherit());
-        })
-        .and_then(|mut running| running.wait(std::time::Duration::from_secs(1)));
-    let _ = std::fs::remove_dir_all(&scratch);
-    let status = result?;
-    if !status.success() {
-        anyhow::bail!("QEMU exited with {status}");
-    }
-    Ok(())
-}
-
-fn check_image(p: &Path) -> Result<()> {
-    let f = File::open(p).with_context(|| format!("opening the image {}", p.display()))?;
-    let len = f.metadata()?.len();
-    if len < 1 << 20 {
-        anyhow::bail!("{} is {len} bytes; that is not a disk image", p.display());
-    }
-    Ok(())
 }
 
 /// QEMU's name for the format of `image`, from its extension (raw unless
@@ -294,12 +205,5 @@ mod tests {
         assert_eq!(after("-accel"), "tcg");
         assert!(after("-qmp").starts_with(&format!("unix:{}", d.path().join("qmp.sock").display())));
         assert_eq!(after("-action"), "panic=pause");
-    }
-
-    #[test]
-    fn a_missing_firstboot_config_is_named() {
-        let d = tempfile::tempdir().unwrap();
-        let err = check_firstboot_config(&d.path().join("missing.toml")).unwrap_err();
-        assert!(format!("{err:#}").contains("no such file"));
     }
 }

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::Ctx;
+use super::install::Installed;
+use super::{Env, Outcome};
+use crate::manifest::Manifest;
 use crate::objects;
 
 /// A commit in the object store.
@@ -22,18 +24,20 @@ pub struct Commit {
     pub checksum: String,
 }
 
+impl Outcome for Commit {}
+
 /// The ref that keeps a build's latest commit in the shared object store.
 pub fn build_ref(stem: &str) -> String {
     format!("atomicbuild/build/{stem}")
 }
 
-/// Commit `ctx.root()`.
-pub fn run(ctx: &Ctx, devino: Option<&ostree::RepoDevInoCache>) -> Result<Commit> {
-    let m = ctx.manifest;
-    let stage = ctx.progress.stage("commit");
-    let repo_path = ctx.object_store();
+/// Commit `env.root()`.
+pub fn run(env: &Env, m: &Manifest, installed: &Installed) -> Result<Commit> {
+    let devino = installed.devino.as_ref();
+    let stage = env.progress.stage("commit");
+    let repo_path = env.object_store();
     let repo = objects::open_or_create(&repo_path)?;
-    let ref_ = match ctx.use_cache {
+    let ref_ = match env.use_cache {
         true => build_ref(&m.stem()),
         false => m.ostree.ref_.clone(),
     };
@@ -45,7 +49,7 @@ pub fn run(ctx: &Ctx, devino: Option<&ostree::RepoDevInoCache>) -> Result<Commit
     let subject = format!("{} {}", m.name, m.version);
     let checksum = objects::commit_tree(
         &repo,
-        &ctx.root(),
+        &env.root(),
         devino,
         &objects::CommitSpec {
             ref_: &ref_,
@@ -54,7 +58,7 @@ pub fn run(ctx: &Ctx, devino: Option<&ostree::RepoDevInoCache>) -> Result<Commit
                 ("version", m.version.as_str()),
                 ("atomicbuild.image", m.name.as_str()),
             ],
-            timestamp: ctx.source_date_epoch,
+            timestamp: env.epoch,
         },
     )?;
     stage.finish(&checksum[..12]);

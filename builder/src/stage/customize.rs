@@ -7,9 +7,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::Ctx;
-use crate::cmd::Cmd;
+use super::{Env, Outcome};
 use crate::fsutil;
+use crate::manifest::Manifest;
+use common::cmd::Cmd;
 
 /// tmpfiles.d snippet that creates users' homes and SSH keys under /var.
 pub const USERS_TMPFILES: &str = "usr/lib/tmpfiles.d/atomicbuild-users.conf";
@@ -20,11 +21,12 @@ pub struct Customized {
     pub packages: Vec<(String, String, String)>,
 }
 
+impl Outcome for Customized {}
+
 /// Apply the manifest to the staging root.
-pub fn run(ctx: &Ctx) -> Result<Customized> {
-    let m = ctx.manifest;
-    let root = ctx.root();
-    let stage = ctx.progress.stage("customize");
+pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
+    let root = env.root();
+    let stage = env.progress.stage("customize");
     if !fsutil::mounts_under(&root)?.is_empty() {
         bail!(
             "something is still mounted below {}; refusing to modify it",
@@ -40,7 +42,7 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
     }
     stage.message("cleaning build-host leftovers");
     for d in super::install::BUILD_HOST_DIRS {
-        empty_dir(&root.join(d))?;
+        fsutil::empty_dir(&root.join(d))?;
     }
     fs::set_permissions(
         root.join("tmp"),
@@ -103,7 +105,7 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
             Cmd::new("chroot")
                 .arg(&root)
                 .args(["usermod", "--password", h, &u.name])
-                .env("SOURCE_DATE_EPOCH", ctx.source_date_epoch.to_string())
+                .env("SOURCE_DATE_EPOCH", env.epoch.to_string())
                 .run()
                 .with_context(|| format!("setting the password of {}", u.name))?;
         }
@@ -152,24 +154,6 @@ pub fn run(ctx: &Ctx) -> Result<Customized> {
     let packages = crate::distro::package_list(&root)?;
     stage.finish(&format!("{} packages", packages.len()));
     Ok(Customized { packages })
-}
-
-/// Remove everything inside `d` (creating it if missing).
-pub fn empty_dir(d: &Path) -> Result<()> {
-    if !d.exists() {
-        fs::create_dir_all(d)?;
-        return Ok(());
-    }
-    for e in fs::read_dir(d)? {
-        let p = e?.path();
-        let md = fs::symlink_metadata(&p)?;
-        if md.is_dir() {
-            fsutil::remove_tree(&p)?;
-        } else {
-            fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// uid and gid of `name` from the root's /etc/passwd.

@@ -11,8 +11,9 @@ use ostree::gio;
 use ostree::glib;
 
 use super::commit::Commit;
-use super::Ctx;
+use super::{Env, Outcome};
 use crate::fsutil;
+use crate::manifest::Manifest;
 
 /// Kernel arguments every image gets, before the manifest's own.
 pub const BASE_KARGS: &[&str] = &[
@@ -23,7 +24,7 @@ pub const BASE_KARGS: &[&str] = &[
 ];
 
 /// The kernel command line of the manifest's deployment.
-pub fn kargs(m: &crate::manifest::Manifest) -> Vec<String> {
+pub fn kargs(m: &Manifest) -> Vec<String> {
     let mut k: Vec<String> = BASE_KARGS.iter().map(|s| s.to_string()).collect();
     k.extend(m.firstboot.kernel_args());
     k.extend(m.kernel_args.iter().cloned());
@@ -40,12 +41,13 @@ pub struct Deployed {
     pub kargs: Vec<String>,
 }
 
-/// Deploy `commit` into `ctx.workdir/sysroot`.
-pub fn run(ctx: &Ctx, commit: &Commit) -> Result<Deployed> {
-    let m = ctx.manifest;
-    let stage = ctx.progress.stage("deploy");
+impl Outcome for Deployed {}
+
+/// Deploy `commit` into `env.workdir/sysroot`.
+pub fn run(env: &Env, m: &Manifest, commit: &Commit) -> Result<Deployed> {
+    let stage = env.progress.stage("deploy");
     let c = gio::Cancellable::NONE;
-    let path = ctx.workdir.join("sysroot");
+    let path = env.workdir.join("sysroot");
     fsutil::remove_tree(&path)?;
     fs::create_dir_all(path.join("boot"))?;
 

@@ -10,8 +10,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::Ctx;
-use crate::cmd::Cmd;
+use super::install::Installed;
+use super::{Env, Outcome};
+use common::cmd::Cmd;
 
 /// Bump when the way the initramfs is made changes.
 /// v2: runs on an OSTree checkout (mtimes 0); v3: zstd-compressed here.
@@ -56,6 +57,12 @@ pub struct Kernel {
     pub version: String,
     /// Size of the initramfs in bytes.
     pub initramfs_bytes: u64,
+}
+
+impl Outcome for Kernel {
+    fn cached(&self) -> bool {
+        self.cache_hit
+    }
 }
 
 /// Mount /dev, /proc and /sys into the root inside a private mount namespace
@@ -108,9 +115,10 @@ pub fn kernel_version(root: &Path) -> Result<String> {
 }
 
 /// Build the initramfs (or take it from the cache) and place the kernel.
-pub fn run(ctx: &Ctx, install_key: &str) -> Result<Kernel> {
-    let root = ctx.root();
-    let stage = ctx.progress.stage("initramfs");
+pub fn run(env: &Env, installed: &Installed) -> Result<Kernel> {
+    let install_key = installed.key.as_str();
+    let root = env.root();
+    let stage = env.progress.stage("initramfs");
     let version = kernel_version(&root)?;
     let moddir = root.join("usr/lib/modules").join(&version);
     let vmlinuz = moddir.join("vmlinuz");
@@ -134,8 +142,8 @@ pub fn run(ctx: &Ctx, install_key: &str) -> Result<Kernel> {
         " from the kernel package"
     } else {
         let key = cache_key(install_key, &root, &version)?;
-        let cache = crate::cache::StageCache::new(&ctx.cache_dir);
-        let hit = match ctx.use_cache {
+        let cache = crate::cache::StageCache::new(&env.cache_dir);
+        let hit = match env.use_cache {
             true => cache.get("initramfs", &key)?,
             false => None,
         };
@@ -147,7 +155,7 @@ pub fn run(ctx: &Ctx, install_key: &str) -> Result<Kernel> {
             fs::copy(entry.join("initramfs.img"), &img)?;
             ", cached"
         } else {
-            build(ctx, &root, &version, &stage)?;
+            build(env, &root, &version, &stage)?;
             cache.put("initramfs", &key, &[("initramfs.img", &img)])?;
             ""
         }
@@ -166,7 +174,7 @@ pub fn run(ctx: &Ctx, install_key: &str) -> Result<Kernel> {
 }
 
 fn build(
-    ctx: &Ctx,
+    env: &Env,
     root: &Path,
     version: &str,
     stage: &crate::progress::StageProgress,
@@ -187,7 +195,7 @@ fn build(
             &target,
         ],
     )
-    .env("SOURCE_DATE_EPOCH", ctx.source_date_epoch.to_string())
+    .env("SOURCE_DATE_EPOCH", env.epoch.to_string())
     .run_streaming(|l| stage.message(l))
     .context("building the initramfs with dracut")?;
     let img = root.join(target.trim_start_matches('/'));
@@ -245,7 +253,7 @@ fn compress_initramfs(img: &Path) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let data = fs::read(img)?;
     let early = early_cpio_len(&data);
-    let tmp = crate::fsutil::tmp_name(img);
+    let tmp = common::atomic::tmp_name(img);
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -9,18 +9,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::Ctx;
+use super::{Env, Outcome};
+use crate::distro::lock::Lock;
 use crate::fsutil;
-use crate::lock::Lock;
 use crate::manifest::Manifest;
 use crate::objects;
-
-/// SOURCE_DATE_EPOCH for package installation (2024-01-01T00:00:00Z): an
-/// installed root is cached and shared by builds with different epochs, so
-/// what maintainer scripts derive from it (shadow's last-change dates, file
-/// times) must not follow the build's epoch. The image's own times (commit,
-/// file systems) still do.
-pub const INSTALL_EPOCH: u64 = 1_704_067_200;
 
 /// The installed staging root.
 pub struct Installed {
@@ -35,6 +28,12 @@ pub struct Installed {
     /// With the cache on, the root is a hard-linked checkout of the cached
     /// commit; this maps its files to their checksums (see `objects`).
     pub devino: Option<ostree::RepoDevInoCache>,
+}
+
+impl Outcome for Installed {
+    fn cached(&self) -> bool {
+        self.cache_hit
+    }
 }
 
 /// The object-store ref that keeps a cached installed root alive.
@@ -57,7 +56,7 @@ pub fn cache_key(m: &Manifest, lock: Option<&Lock>) -> String {
     }
     let mut h = crate::cache::KeyHasher::new();
     h.put(format!("{:?}", m.base.distro));
-    for p in crate::distro::backend(m.base.distro).key_parts(m) {
+    for p in crate::distro::backend(m.base.distro).key_parts(&m.base) {
         h.put(p);
     }
     h.put(pkgs.join(","));
@@ -83,17 +82,16 @@ pub fn check_lock(m: &Manifest, lock: &Lock) -> Result<()> {
     Ok(())
 }
 
-/// Install the packages into `ctx.root()`, exactly the locked set if a lock
+/// Install the packages into `env.root()`, exactly the locked set if a lock
 /// is given.
-pub fn run(ctx: &Ctx, lock: Option<&Lock>) -> Result<Installed> {
-    let m = ctx.manifest;
+pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
     let backend = crate::distro::backend(m.base.distro);
     let key = cache_key(m, lock);
-    let root = ctx.root();
-    let stage = ctx.progress.stage("install");
-    let cache = crate::cache::StageCache::new(&ctx.cache_dir);
-    let store = ctx.object_store();
-    if ctx.use_cache {
+    let root = env.root();
+    let stage = env.progress.stage("install");
+    let cache = crate::cache::StageCache::new(&env.cache_dir);
+    let store = env.object_store();
+    if env.use_cache {
         if let Some(entry) = cache.get("install", &key)? {
             let repo = objects::open_or_create(&store)?;
             let commit = fs::read_to_string(entry.join("commit")).unwrap_or_default();
@@ -115,8 +113,17 @@ pub fn run(ctx: &Ctx, lock: Option<&Lock>) -> Result<Installed> {
             }
         }
     }
+    let scratch = env.workdir.clone();
+    let req = crate::distro::Install {
+        base: &m.base,
+        packages: &m.packages,
+        lock,
+        root: &root,
+        scratch: &scratch,
+        downloads: &env.cache_dir,
+    };
     let installed_lock = backend
-        .install(ctx, lock, &root, &stage)
+        .install(&req, &stage)
         .with_context(|| format!("installing the {:?} packages", m.base.distro))?;
 
     // Keep the pristine root for the next build with the same inputs: as a
@@ -127,7 +134,7 @@ pub fn run(ctx: &Ctx, lock: Option<&Lock>) -> Result<Installed> {
     // copies mtimes into the initramfs).
     stage.message("saving the installed root to the cache");
     for d in BUILD_HOST_DIRS {
-        crate::stage::customize::empty_dir(&root.join(d))?;
+        crate::fsutil::empty_dir(&root.join(d))?;
     }
     let repo = objects::open_or_create(&store)?;
     let commit = objects::commit_tree(
@@ -142,8 +149,8 @@ pub fn run(ctx: &Ctx, lock: Option<&Lock>) -> Result<Installed> {
         },
     )
     .context("saving the installed root")?;
-    if ctx.use_cache {
-        let tmp = ctx.workdir.join("install-entry");
+    if env.use_cache {
+        let tmp = env.workdir.join("install-entry");
         fs::create_dir_all(&tmp)?;
         fs::write(tmp.join("commit"), &commit)?;
         fs::write(tmp.join("lock.toml"), installed_lock.to_toml()?)?;

@@ -9,11 +9,11 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::Ctx;
+use super::{Env, Outcome};
 use crate::fsutil;
 
 /// tmpfiles.d snippet that recreates /var's skeleton.
@@ -29,6 +29,8 @@ pub struct Shaped {
     pub var_files_dropped: usize,
 }
 
+impl Outcome for Shaped {}
+
 /// Top-level directories that become links into /var or /run.
 const TOPLEVEL_LINKS: &[(&str, &str, &str)] = &[
     // (name, link target, tmpfiles line for the target or "")
@@ -40,10 +42,10 @@ const TOPLEVEL_LINKS: &[(&str, &str, &str)] = &[
     ("media", "run/media", ""),
 ];
 
-/// Shape `ctx.root()` in place.
-pub fn run(ctx: &Ctx) -> Result<Shaped> {
-    let root = ctx.root();
-    let stage = ctx.progress.stage("shape");
+/// Shape `env.root()` in place.
+pub fn run(env: &Env) -> Result<Shaped> {
+    let root = env.root();
+    let stage = env.progress.stage("shape");
     if !fsutil::mounts_under(&root)?.is_empty() {
         bail!(
             "something is still mounted below {}; refusing to reshape it",
@@ -67,7 +69,7 @@ pub fn run(ctx: &Ctx) -> Result<Shaped> {
     let var = root.join("var");
     let mut dropped = 0;
     let mut entries = Vec::new();
-    walk_sorted(&var, &mut |p, md| {
+    fsutil::walk_sorted(&var, &mut |p, md| {
         let rel = Path::new("/var").join(p.strip_prefix(&var).expect("below var"));
         let rel = rel.display();
         let ft = md.file_type();
@@ -120,7 +122,7 @@ pub fn run(ctx: &Ctx) -> Result<Shaped> {
         .map(|m| m.is_dir())
         .unwrap_or(false)
     {
-        walk_sorted(&local, &mut |p, md| {
+        fsutil::walk_sorted(&local, &mut |p, md| {
             let rel = Path::new("/var/usrlocal").join(p.strip_prefix(&local).expect("below"));
             if md.is_dir() {
                 writeln!(
@@ -184,31 +186,10 @@ pub fn run(ctx: &Ctx) -> Result<Shaped> {
     })
 }
 
-/// Depth-first walk below `dir` (not including it), children sorted by name;
-/// directories are reported before their contents.
-pub fn walk_sorted(
-    dir: &Path,
-    f: &mut dyn FnMut(&Path, &fs::Metadata) -> Result<()>,
-) -> Result<()> {
-    let mut names: Vec<PathBuf> = fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    names.sort();
-    for p in names {
-        let md = fs::symlink_metadata(&p)?;
-        f(&p, &md)?;
-        if md.is_dir() {
-            walk_sorted(&p, f)?;
-        }
-    }
-    Ok(())
-}
-
 /// OSTree cannot commit device nodes, sockets or fifos: name the first one.
 fn check_special_files(root: &Path) -> Result<()> {
     let mut bad = None;
-    walk_sorted(root, &mut |p, md| {
+    fsutil::walk_sorted(root, &mut |p, md| {
         let ft = md.file_type();
         if bad.is_none() && !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
             bad = Some(p.to_owned());

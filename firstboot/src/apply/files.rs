@@ -61,7 +61,7 @@ fn download(url: &Url, sha256: &[u8; 32], path: &Path, attrs: Attrs, retry: &Ret
         None
     };
     fsutil::ensure_parent(path)?;
-    let tmp = fsutil::tmp_path(path);
+    let tmp = common::atomic::tmp_name(path);
     let result = retry.run(&format!("download of {}", url.redacted()), |deadline| {
         let _ = fs::remove_file(&tmp);
         let resp = http::send("GET", url, &[], b"", tls.as_ref(), deadline)
@@ -103,7 +103,7 @@ fn download(url: &Url, sha256: &[u8; 32], path: &Path, attrs: Attrs, retry: &Ret
                 hex::encode(got)
             )));
         }
-        fsutil::finish(&out, &tmp, path, attrs).map_err(Attempt::permanent)
+        common::atomic::finish(&out, &tmp, path, Some(attrs)).map_err(Attempt::permanent)
     });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -3,8 +3,6 @@
 
 use std::path::{Component, Path};
 
-use base64::Engine;
-
 use super::raw::RawMode;
 
 /// A hostname: at most 64 characters, dot-separated labels of 1–63 lowercase
@@ -48,42 +46,9 @@ pub fn account_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// OpenSSH public key types this agent accepts.
-pub const SSH_KEY_TYPES: &[&str] = &[
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
-
-/// `type base64 [comment]`: a known type, and base64 that decodes to a key
-/// blob naming the same type.
+/// `type base64 [comment]`: the workspace's one SSH public key check.
 pub fn ssh_key(s: &str) -> Result<(), String> {
-    if s.contains(['\n', '\r']) {
-        return Err("must be one line".into());
-    }
-    let mut parts = s.split_whitespace();
-    let kind = parts.next().unwrap_or("");
-    if !SSH_KEY_TYPES.contains(&kind) {
-        return Err(format!(
-            "must start with a key type ({}); options before the type are not supported",
-            SSH_KEY_TYPES.join(", ")
-        ));
-    }
-    let blob = base64::engine::general_purpose::STANDARD
-        .decode(parts.next().unwrap_or(""))
-        .map_err(|_| "the key after the type is not valid base64".to_string())?;
-    let named = blob
-        .get(..4)
-        .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
-        .and_then(|n| blob.get(4..4 + n));
-    if named != Some(kind.as_bytes()) {
-        return Err("the base64 key blob does not hold a key of the type written before it".into());
-    }
-    Ok(())
+    common::sshkey::check(s)
 }
 
 /// An absolute, normalized path (no `.`, `..`, `//` or trailing `/`).

@@ -223,7 +223,7 @@ fn ssh_keys_are_checked() {
         (9, 3),
         "options before the type",
     );
-    for kind in super::checks::SSH_KEY_TYPES {
+    for kind in common::sshkey::KEY_TYPES {
         assert!(super::checks::ssh_key(&ssh_key(kind)).is_ok(), "{kind}");
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use yaml_rust2::{Yaml, YamlLoader};
 
-use super::openstack::{Auth, Cloud};
+use super::auth::{Auth, Cloud};
 
 /// Where `NAME.yaml` is looked for, in order.
 pub fn candidates(name: &str, env_var: &str) -> Vec<PathBuf> {

@@ -59,7 +59,7 @@ impl Lock {
             let pos = e
                 .span()
                 .map(|s| {
-                    let (line, col) = crate::manifest::line_col(&text, s.start);
+                    let (line, col) = crate::model::line_col(&text, s.start);
                     format!(":{line}:{col}")
                 })
                 .unwrap_or_default();
@@ -122,7 +122,7 @@ impl Lock {
 /// Build the lock of a freshly installed Debian root: versions from the
 /// dpkg database, checksums from the apt indexes the install used.
 pub fn from_debian_root(root: &Path, release: &str) -> Result<Lock> {
-    let installed = crate::distro::package_list(root)?;
+    let installed = super::package_list(root)?;
     let sums = apt_index_sums(&root.join("var/lib/apt/lists"))?;
     let mut packages: Vec<LockedPackage> = installed
         .into_iter()

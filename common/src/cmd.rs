@@ -1,4 +1,5 @@
-//! The one way this crate runs external programs.
+//! The one way the workspace runs external programs (the builder and the
+//! on-host agents alike).
 //!
 //! Every tool goes through [`Cmd`]: the argv is logged, stdin is null, stderr
 //! is captured (and optionally streamed line by line to a progress callback),
@@ -36,6 +37,38 @@ pub enum CmdError {
         /// The last lines the program wrote to stderr.
         stderr_tail: String,
     },
+}
+
+impl CmdError {
+    /// The error on one line (for agents that report failures as one line):
+    /// the command, its status and the last lines of stderr joined by ` / `.
+    pub fn one_line(&self) -> String {
+        match self {
+            CmdError::Spawn { argv, source } => {
+                format!("could not start `{argv}` (is it installed?): {source}")
+            }
+            CmdError::Failed {
+                argv,
+                status,
+                stderr_tail,
+            } => {
+                let lines: Vec<&str> = stderr_tail
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                let last = &lines[lines.len().saturating_sub(3)..];
+                format!(
+                    "`{argv}` failed ({status}): {}",
+                    if last.is_empty() {
+                        "no output".to_string()
+                    } else {
+                        last.join(" / ")
+                    }
+                )
+            }
+        }
+    }
 }
 
 fn fmt_tail(tail: &str) -> String {
@@ -338,6 +371,21 @@ mod tests {
         seen.sort();
         assert_eq!(seen, vec!["a", "b"]);
         assert!(err.to_string().contains('b'));
+    }
+
+    #[test]
+    fn one_line_errors_carry_argv_status_and_stderr() {
+        let e = Cmd::new("sh")
+            .args(["-c", "echo one >&2; echo two >&2; exit 3"])
+            .run()
+            .unwrap_err()
+            .one_line();
+        assert!(e.contains("sh -c"), "{e}");
+        assert!(e.contains("exit status: 3"), "{e}");
+        assert!(e.contains("one / two"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+        let e = Cmd::new("/nonexistent/tool").run().unwrap_err().one_line();
+        assert!(e.contains("is it installed"), "{e}");
     }
 
     #[test]

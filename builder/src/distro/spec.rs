@@ -1,0 +1,300 @@
+//! The manifest's `[base]` table (where packages come from) and the package
+//! list's distribution rules: as written, checked, and as the backends take
+//! them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::model::Scope;
+
+/// Which distribution family builds the root.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distro {
+    /// Debian via mmdebstrap.
+    Debian,
+    /// Fedora via dnf.
+    Fedora,
+}
+
+impl Distro {
+    /// `debian` or `fedora`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Distro::Debian => "debian",
+            Distro::Fedora => "fedora",
+        }
+    }
+}
+
+/// `[base]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)] // fields: README's manifest reference
+pub struct RawBase {
+    pub distro: Distro,
+    pub release: String,
+    pub mirror: Option<String>,
+    pub security_mirror: Option<String>,
+    pub components: Option<Vec<String>>,
+    #[serde(default)]
+    pub repos: Vec<RawRepo>,
+}
+
+/// An RPM repository (Fedora base) as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)] // fields: README's manifest reference
+pub struct RawRepo {
+    pub name: String,
+    pub baseurl: Option<String>,
+    pub metalink: Option<String>,
+    pub gpgkey: Option<String>,
+    #[serde(default = "yes")]
+    pub gpgcheck: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Package source.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Base {
+    /// Distribution family.
+    pub distro: Distro,
+    /// Release codename (Debian) or number (Fedora).
+    pub release: String,
+    /// Main archive URL (Debian).
+    pub mirror: Option<String>,
+    /// Security archive URL (Debian).
+    pub security_mirror: Option<String>,
+    /// Archive components (Debian).
+    pub components: Vec<String>,
+    /// RPM repositories (Fedora).
+    pub repos: Vec<Repo>,
+}
+
+/// One RPM repository.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Repo {
+    /// Repository id.
+    pub name: String,
+    /// Base URL.
+    pub baseurl: Option<String>,
+    /// Metalink URL.
+    pub metalink: Option<String>,
+    /// GPG key URL.
+    pub gpgkey: Option<String>,
+    /// Whether signatures are checked.
+    pub gpgcheck: bool,
+}
+
+impl Base {
+    /// The release as a version number where it is a name (Debian's code
+    /// names), as cloud images' os_version properties expect it.
+    pub fn os_version(&self) -> String {
+        let number = match (self.distro, self.release.as_str()) {
+            (Distro::Debian, "bullseye") => "11",
+            (Distro::Debian, "bookworm") => "12",
+            (Distro::Debian, "trixie") => "13",
+            (Distro::Debian, "forky") => "14",
+            _ => return self.release.clone(),
+        };
+        number.to_string()
+    }
+}
+
+/// An http://, https:// or file:// URL without spaces.
+pub fn is_url(s: &str) -> bool {
+    ["http://", "https://", "file://"]
+        .iter()
+        .any(|p| s.starts_with(p) && s.len() > p.len() && !s.contains(char::is_whitespace))
+}
+
+/// Lowercase letters, digits, `.`, `_`, `-`, starting with a letter or digit.
+pub fn is_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_lowercase() || f.is_ascii_digit())
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+}
+
+/// Check `[base]` (problems go to `p`, the `base` scope); defaults filled.
+pub fn check(b: RawBase, p: &mut Scope) -> Option<Base> {
+    if b.release.trim().is_empty() {
+        p.bad(
+            "release",
+            "release is empty: name the release, e.g. \"bookworm\" or \"41\"",
+        );
+    }
+    for (field, url) in [
+        ("mirror", &b.mirror),
+        ("security_mirror", &b.security_mirror),
+    ] {
+        if let Some(u) = url {
+            if !is_url(u) {
+                p.bad(
+                    field,
+                    format!("\"{u}\" is not an http://, https:// or file:// URL"),
+                );
+            }
+        }
+    }
+    Some(match b.distro {
+        Distro::Debian => check_debian(b, p),
+        Distro::Fedora => check_fedora(b, p),
+    })
+}
+
+fn check_debian(b: RawBase, p: &mut Scope) -> Base {
+    if !b.repos.is_empty() {
+        p.bad(
+            "repos",
+            "repos are for RPM distributions; a Debian base takes base.mirror and base.components",
+        );
+    }
+    let components = b.components.unwrap_or_else(|| vec!["main".into()]);
+    if components.is_empty() {
+        p.bad(
+            "components",
+            "no components listed; Debian needs at least \"main\"",
+        );
+    }
+    for (i, c) in components.iter().enumerate() {
+        if c.is_empty() || !c.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            p.bad(
+                &format!("components[{i}]"),
+                format!("\"{c}\" is not a valid archive component (e.g. main, contrib, non-free-firmware)"),
+            );
+        }
+    }
+    Base {
+        distro: b.distro,
+        release: b.release,
+        mirror: Some(
+            b.mirror
+                .unwrap_or_else(|| "http://deb.debian.org/debian".into()),
+        ),
+        security_mirror: Some(
+            b.security_mirror
+                .unwrap_or_else(|| "http://deb.debian.org/debian-security".into()),
+        ),
+        components,
+        repos: Vec::new(),
+    }
+}
+
+fn check_fedora(b: RawBase, p: &mut Scope) -> Base {
+    for (field, set) in [
+        ("mirror", b.mirror.is_some()),
+        ("security_mirror", b.security_mirror.is_some()),
+        ("components", b.components.is_some()),
+    ] {
+        if set {
+            p.bad(field, "this key is for Debian bases; a Fedora base lists its repositories as [[base.repos]]");
+        }
+    }
+    if b.repos.is_empty() {
+        p.bad(
+            "repos",
+            "a Fedora base needs at least one [[base.repos]] entry with a baseurl or metalink",
+        );
+    }
+    let mut names = BTreeMap::new();
+    let repos = (b.repos.into_iter().enumerate())
+        .map(|(i, r)| check_repo(r, i, &mut names, &mut p.scope(&format!("repos[{i}]"))))
+        .collect();
+    Base {
+        distro: b.distro,
+        release: b.release,
+        mirror: None,
+        security_mirror: None,
+        components: Vec::new(),
+        repos,
+    }
+}
+
+fn check_repo(r: RawRepo, i: usize, names: &mut BTreeMap<String, usize>, p: &mut Scope) -> Repo {
+    if !is_name(&r.name) {
+        p.bad(
+            "name",
+            format!(
+                "\"{}\" is not a valid repository id (lowercase letters, digits, . _ -)",
+                r.name
+            ),
+        );
+    } else if let Some(first) = names.insert(r.name.clone(), i) {
+        p.bad(
+            "name",
+            format!(
+                "repository \"{}\" is defined twice (also base.repos[{first}])",
+                r.name
+            ),
+        );
+    }
+    match (&r.baseurl, &r.metalink) {
+        (None, None) => p.bad("", "a repository needs a baseurl or a metalink"),
+        (Some(_), Some(_)) => p.bad("", "give either baseurl or metalink, not both"),
+        _ => {}
+    }
+    for (k, u) in [
+        ("baseurl", &r.baseurl),
+        ("metalink", &r.metalink),
+        ("gpgkey", &r.gpgkey),
+    ] {
+        if let Some(u) = u {
+            if !is_url(u) {
+                p.bad(
+                    k,
+                    format!("\"{u}\" is not an http://, https:// or file:// URL"),
+                );
+            }
+        }
+    }
+    if r.gpgcheck && r.gpgkey.is_none() {
+        p.bad("gpgkey", "gpgcheck is on but no gpgkey is given; add the key URL (or set gpgcheck = false for a trusted local repository)");
+    }
+    Repo {
+        name: r.name,
+        baseurl: r.baseurl,
+        metalink: r.metalink,
+        gpgkey: r.gpgkey,
+        gpgcheck: r.gpgcheck,
+    }
+}
+
+/// The packages a base needs for an image to boot (problems go to `p`, the
+/// `packages.include` field).
+pub fn check_packages(base: &Base, packages: &[String], p: &mut Scope) {
+    if base.distro != Distro::Debian || packages.is_empty() {
+        return;
+    }
+    let has = |name: &str| packages.iter().any(|x| x == name);
+    if !packages.iter().any(|p| p.starts_with("linux-image-")) {
+        p.bad(
+            "",
+            "no kernel: the Debian backend needs a linux-image-* package (e.g. linux-image-amd64)",
+        );
+    }
+    for (need, why) in [
+        ("systemd-sysv", "systemd as init"),
+        (
+            "ostree-boot",
+            "ostree-prepare-root and the dracut module that boot an OSTree deployment",
+        ),
+        (
+            "dracut",
+            "the initramfs generator atomicbuild runs once per build",
+        ),
+    ] {
+        if !has(need) {
+            p.bad(
+                "",
+                format!("the Debian backend needs {need} ({why}); add it to the list"),
+            );
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The build, as a flat list of stage calls ([`build`]); what it depends
+//! on is in [`inputs`], where it works in [`workspace`].
+
+pub mod inputs;
+mod workspace;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::distro::lock::Lock;
+use crate::manifest::{self, Manifest};
+use crate::progress::Progress;
+use crate::stage::{self, Timings};
+use crate::{preflight, upload};
+pub use workspace::default_cache_dir;
+
+/// What to build, and how.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The manifest.
+    pub manifest: PathBuf,
+    /// Where finished files go.
+    pub output: PathBuf,
+    /// Scratch directory [default: /var/tmp/atomicbuild/NAME-VERSION].
+    pub workdir: Option<PathBuf>,
+    /// Cache directory [default: [`default_cache_dir`]].
+    pub cache_dir: Option<PathBuf>,
+    /// Keep the work directory afterwards.
+    pub keep_workdir: bool,
+    /// Install exactly this lock's package set.
+    pub lock: Option<PathBuf>,
+    /// Rebuild every stage.
+    pub no_cache: bool,
+    /// `--upload` follows: check the uploads' credentials first.
+    pub upload: bool,
+}
+
+/// What a finished build produced.
+pub struct Built {
+    /// The manifest as it was read for this build.
+    pub manifest: Manifest,
+    /// Path of the raw image.
+    pub raw: PathBuf,
+    /// Path of the metadata JSON.
+    pub metadata: PathBuf,
+    /// Path of the package lock.
+    pub lock: PathBuf,
+}
+
+/// Build the images a manifest describes.
+pub fn build(o: &BuildOptions) -> Result<Built> {
+    let m = manifest::load(&o.manifest)?;
+    let lock = load_lock(&m, o)?;
+    if o.upload {
+        upload::preflight(&m.uploads, &m.path)?;
+    }
+    preflight::check_build(&m)?;
+    let progress = Progress::new();
+    let inputs = inputs::Inputs::new(&m, lock.as_ref())?;
+    if let Some(b) = workspace::up_to_date(o, &m, &inputs, &progress) {
+        return Ok(b);
+    }
+    let ws = workspace::Workspace::prepare(o, &m, &inputs, &progress)?;
+    let env = &ws.env;
+    let mut t = Timings::default();
+    let started = std::time::Instant::now();
+    let installed = t.run("install", || stage::install::run(env, &m, lock.as_ref()))?;
+    let custom = t.run("customize", || stage::customize::run(env, &m))?;
+    let kernel = t.run("initramfs", || stage::initramfs::run(env, &installed))?;
+    t.run("shape", || stage::shape::run(env))?;
+    let commit = t.run("commit", || stage::commit::run(env, &m, &installed))?;
+    let disk = stage::disk::run(env, &m, &commit, &ws.raw_tmp, &mut t)?;
+    let cleanup = ws.clean_in_background(disk.done_with);
+    let raw = t.run("finish", || {
+        stage::finish::raw(env, &disk, &ws.raw_tmp, &ws.raw_final)
+    })?;
+    let formats = t.run("formats", || {
+        stage::formats::run(env, &m, &raw.path, &o.output)
+    })?;
+    let meta = workspace::metadata(
+        &m, &inputs, &commit, &kernel, &custom, &disk, &raw, formats, t,
+    );
+    let recorded = stage::finish::record(&o.output, &m.stem(), &meta, &installed.lock)?;
+    ws.finish(cleanup)?;
+    progress.println(&format!(
+        "done in {:.0}s: {} ({} MiB, {} MiB allocated), commit {}",
+        started.elapsed().as_secs_f64(),
+        raw.path.display(),
+        raw.artifact.size >> 20,
+        raw.artifact.allocated >> 20,
+        &commit.checksum[..12],
+    ));
+    Ok(Built {
+        manifest: m,
+        raw: raw.path,
+        metadata: recorded.metadata,
+        lock: recorded.lock,
+    })
+}
+
+/// The lock given with `--lock`, checked against the manifest.
+fn load_lock(m: &Manifest, o: &BuildOptions) -> Result<Option<Lock>> {
+    let Some(p) = &o.lock else { return Ok(None) };
+    let l = Lock::load(p)?;
+    stage::install::check_lock(m, &l).with_context(|| format!("checking {}", p.display()))?;
+    Ok(Some(l))
+}
