@@ -114,7 +114,7 @@ fn ovf(o: &OvaOptions, id: &str, vmdk_name: &str, vmdk_size: u64, capacity: u64)
     } else {
         ""
     };
-    let (cpus, mem) = (o.cpus, o.memory_mib);
+    let items = hardware_items(o.cpus, o.memory_mib, firmware);
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:cim="http://schemas.dmtf.org/wbem/wscim/1/common" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
@@ -146,7 +146,19 @@ fn ovf(o: &OvaOptions, id: &str, vmdk_name: &str, vmdk_size: u64, capacity: u64)
         <vssd:VirtualSystemIdentifier>{id}</vssd:VirtualSystemIdentifier>
         <vssd:VirtualSystemType>vmx-13</vssd:VirtualSystemType>
       </System>
-      <Item>
+{items}
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"#
+    )
+}
+
+/// The virtual hardware: CPUs, memory, the SATA controller with the disk,
+/// the network adapter and the firmware setting.
+fn hardware_items(cpus: u32, mem: u64, firmware: &str) -> String {
+    format!(
+        r#"      <Item>
         <rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits>
         <rasd:Description>Number of Virtual CPUs</rasd:Description>
         <rasd:ElementName>{cpus} virtual CPU(s)</rasd:ElementName>
@@ -187,11 +199,7 @@ fn ovf(o: &OvaOptions, id: &str, vmdk_name: &str, vmdk_size: u64, capacity: u64)
         <rasd:InstanceID>5</rasd:InstanceID>
         <rasd:ResourceSubType>E1000</rasd:ResourceSubType>
         <rasd:ResourceType>10</rasd:ResourceType>
-      </Item>{firmware}
-    </VirtualHardwareSection>
-  </VirtualSystem>
-</Envelope>
-"#
+      </Item>{firmware}"#
     )
 }
 

@@ -114,12 +114,37 @@ pub(super) fn write(ctx: &Ctx, f: &mut File, progress: &mut dyn FnMut(u64, u64))
     };
     let mut out = Out::new(f);
     out.zeros(CLUSTER)?;
+    write_clusters(ctx, codec, &mut t, &mut out, progress)?;
+    let (l1_off, table_off, table_clusters) = write_tables(&mut t, &mut out, l1_size)?;
+    let header = header(
+        size,
+        l1_size,
+        l1_off,
+        table_off,
+        table_clusters,
+        ctx.opts.qcow2_compression,
+    );
+    let f = out.finish()?;
+    f.write_all_at(&header, 0).context("writing qcow2 header")?;
+    progress(size, size);
+    Ok(())
+}
+
+/// The data clusters, compressed on `ctx.threads` threads (in order).
+fn write_clusters(
+    ctx: &Ctx,
+    codec: Option<Codec>,
+    t: &mut Tables,
+    out: &mut Out,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    let size = ctx.input.size;
     let blocks = ctx.input.blocks(CLUSTER as usize)?;
     match codec {
         None => {
             for b in blocks {
                 let (idx, data) = b?;
-                t.plain(&mut out, idx, &data)?;
+                t.plain(out, idx, &data)?;
                 progress((idx + 1) * CLUSTER, size);
             }
         }
@@ -144,9 +169,9 @@ pub(super) fn write(ctx: &Ctx, f: &mut File, progress: &mut dyn FnMut(u64, u64))
             |res| {
                 for (idx, bytes, compressed) in res? {
                     if compressed {
-                        t.compressed(&mut out, idx, &bytes)?;
+                        t.compressed(out, idx, &bytes)?;
                     } else {
-                        t.plain(&mut out, idx, &bytes)?;
+                        t.plain(out, idx, &bytes)?;
                     }
                     progress((idx + 1) * CLUSTER, size);
                 }
@@ -154,8 +179,12 @@ pub(super) fn write(ctx: &Ctx, f: &mut File, progress: &mut dyn FnMut(u64, u64))
             },
         )?,
     }
-    out.pad_to(CLUSTER)?;
+    out.pad_to(CLUSTER)
+}
 
+/// L2 tables, the L1 table, refcount blocks and table: (L1 offset,
+/// refcount table offset, refcount table clusters).
+fn write_tables(t: &mut Tables, out: &mut Out, l1_size: u64) -> Result<(u64, u64, u64)> {
     // L2 tables, then the L1 table pointing at them.
     let meta_start = out.pos / CLUSTER;
     let mut l1 = vec![0u8; (l1_size * 8) as usize];
@@ -191,19 +220,7 @@ pub(super) fn write(ctx: &Ctx, f: &mut File, progress: &mut dyn FnMut(u64, u64))
     }
     let table_off = out.pos;
     out.write(&table)?;
-
-    let header = header(
-        size,
-        l1_size,
-        l1_off,
-        table_off,
-        table_clusters,
-        ctx.opts.qcow2_compression,
-    );
-    let f = out.finish()?;
-    f.write_all_at(&header, 0).context("writing qcow2 header")?;
-    progress(size, size);
-    Ok(())
+    Ok((l1_off, table_off, table_clusters))
 }
 
 /// The 112-byte version 3 header.

@@ -41,6 +41,24 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
         fsutil::unshare_tree(&root.join(d))?;
     }
     stage.message("cleaning build-host leftovers");
+    scrub(&root)?;
+    identity(&root, &m.hostname)?;
+    for o in &m.overlays {
+        stage.message(&format!("overlay {}", o.display()));
+        fsutil::copy_tree(o, &root).with_context(|| format!("applying overlay {}", o.display()))?;
+    }
+    users(env, m, &root, &|msg| stage.message(msg))?;
+    stage.message("first-boot agent");
+    super::agent::install(&root)?;
+    units(m, &root, &|msg| stage.message(msg))?;
+    let packages = crate::distro::package_list(&root)?;
+    stage.finish(&format!("{} packages", packages.len()));
+    Ok(Customized { packages })
+}
+
+/// Remove what belongs to the build host, and per-machine identity, which
+/// must be created on first boot, never shipped.
+fn scrub(root: &Path) -> Result<()> {
     for d in super::install::BUILD_HOST_DIRS {
         fsutil::empty_dir(&root.join(d))?;
     }
@@ -54,7 +72,6 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
             fs::remove_file(&p)?;
         }
     }
-    // Per-machine identity must be created on first boot, never shipped.
     for e in fs::read_dir(root.join("etc/ssh")).into_iter().flatten() {
         let e = e?;
         if e.file_name().to_string_lossy().starts_with("ssh_host_") {
@@ -63,32 +80,33 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
     }
     fsutil::replace_file(&root.join("etc/machine-id"), b"")?;
     let _ = fs::remove_file(root.join("var/lib/dbus/machine-id"));
-    let resolv = root.join("etc/resolv.conf");
-    fsutil::replace_file(&resolv, b"")?;
-    fsutil::replace_file(&root.join("etc/hostname"), format!("{}\n", m.hostname))?;
-    let short = m.hostname.split('.').next().unwrap_or(&m.hostname);
+    fsutil::replace_file(&root.join("etc/resolv.conf"), b"")
+}
+
+/// Hostname, hosts and fstab.
+fn identity(root: &Path, hostname: &str) -> Result<()> {
+    fsutil::replace_file(&root.join("etc/hostname"), format!("{hostname}\n"))?;
+    let short = hostname.split('.').next().unwrap_or(hostname);
     fsutil::replace_file(
         &root.join("etc/hosts"),
         format!(
-            "127.0.0.1\tlocalhost\n127.0.1.1\t{} {short}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-            m.hostname
+            "127.0.0.1\tlocalhost\n127.0.1.1\t{hostname} {short}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
         ),
     )?;
     fsutil::replace_file(
         &root.join("etc/fstab"),
         "# Written by atomicbuild. The root is mounted by ostree-prepare-root.\nLABEL=boot /boot ext4 defaults,nodev,nosuid 0 2\n",
-    )?;
+    )
+}
 
-    for o in &m.overlays {
-        stage.message(&format!("overlay {}", o.display()));
-        fsutil::copy_tree(o, &root).with_context(|| format!("applying overlay {}", o.display()))?;
-    }
-
+/// The manifest's users, their homes and SSH keys (under /var, made by
+/// tmpfiles.d on boot).
+fn users(env: &Env, m: &Manifest, root: &Path, say: &dyn Fn(&str)) -> Result<()> {
     let mut tmpfiles = String::from("# Written by atomicbuild: users' homes and SSH keys.\n");
     for u in &m.users {
-        stage.message(&format!("user {}", u.name));
+        say(&format!("user {}", u.name));
         let mut c = Cmd::new("chroot")
-            .arg(&root)
+            .arg(root)
             .args(["useradd", "--no-create-home", "--user-group"])
             .args(["--home-dir", &format!("/home/{}", u.name)])
             .args(["--shell", &u.shell]);
@@ -103,13 +121,13 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
         })?;
         if let Some(h) = &u.password_hash {
             Cmd::new("chroot")
-                .arg(&root)
+                .arg(root)
                 .args(["usermod", "--password", h, &u.name])
                 .env("SOURCE_DATE_EPOCH", env.epoch.to_string())
                 .run()
                 .with_context(|| format!("setting the password of {}", u.name))?;
         }
-        let (uid, gid) = lookup_ids(&root, &u.name)?;
+        let (uid, gid) = lookup_ids(root, &u.name)?;
         let home = format!("/var/home/{}", u.name);
         tmpfiles.push_str(&format!("d {home} 0700 {uid} {gid} -\n"));
         if !u.ssh_authorized_keys.is_empty() {
@@ -123,10 +141,11 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
     }
     let tf = root.join(USERS_TMPFILES);
     fs::create_dir_all(tf.parent().expect("has parent"))?;
-    fsutil::replace_file(&tf, tmpfiles)?;
+    fsutil::replace_file(&tf, tmpfiles)
+}
 
-    stage.message("first-boot agent");
-    super::agent::install(&root)?;
+/// The agent's units and the manifest's `[units]`, through systemctl.
+fn units(m: &Manifest, root: &Path, say: &dyn Fn(&str)) -> Result<()> {
     let mut enable: Vec<String> = super::agent::UNITS.iter().map(|u| u.to_string()).collect();
     enable.extend(m.units.enable.iter().cloned());
     for (verb, units) in [
@@ -137,7 +156,7 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
         if units.is_empty() {
             continue;
         }
-        stage.message(&format!("systemctl {verb}"));
+        say(&format!("systemctl {verb}"));
         Cmd::new("systemctl")
             .arg(format!("--root={}", root.display()))
             .arg(verb)
@@ -150,10 +169,7 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
                 )
             })?;
     }
-
-    let packages = crate::distro::package_list(&root)?;
-    stage.finish(&format!("{} packages", packages.len()));
-    Ok(Customized { packages })
+    Ok(())
 }
 
 /// uid and gid of `name` from the root's /etc/passwd.

@@ -10,10 +10,12 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use super::{Env, Outcome};
+use crate::cache::StageCache;
 use crate::distro::lock::Lock;
 use crate::fsutil;
 use crate::manifest::Manifest;
 use crate::objects;
+use crate::progress::StageProgress;
 
 /// The installed staging root.
 pub struct Installed {
@@ -85,44 +87,23 @@ pub fn check_lock(m: &Manifest, lock: &Lock) -> Result<()> {
 /// Install the packages into `env.root()`, exactly the locked set if a lock
 /// is given.
 pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
-    let backend = crate::distro::backend(m.base.distro);
     let key = cache_key(m, lock);
     let root = env.root();
     let stage = env.progress.stage("install");
     let cache = crate::cache::StageCache::new(&env.cache_dir);
-    let store = env.object_store();
-    if env.use_cache {
-        if let Some(entry) = cache.get("install", &key)? {
-            let repo = objects::open_or_create(&store)?;
-            let commit = fs::read_to_string(entry.join("commit")).unwrap_or_default();
-            let cached_lock = Lock::load(&entry.join("lock.toml"));
-            match cached_lock {
-                Ok(l) if objects::has_complete_commit(&repo, commit.trim()) => {
-                    stage.message("checking out the cached root");
-                    let devino = objects::checkout_linked(&repo, commit.trim(), &root)?;
-                    stage.finish("cached root");
-                    return Ok(Installed {
-                        lock: l,
-                        root,
-                        cache_hit: true,
-                        key,
-                        devino: Some(devino),
-                    });
-                }
-                _ => stage.message("the cached root is incomplete; reinstalling"),
-            }
-        }
+    if let Some(hit) = cached(env, &cache, &key, &stage)? {
+        stage.finish("cached root");
+        return Ok(hit);
     }
-    let scratch = env.workdir.clone();
     let req = crate::distro::Install {
         base: &m.base,
         packages: &m.packages,
         lock,
         root: &root,
-        scratch: &scratch,
+        scratch: &env.workdir,
         downloads: &env.cache_dir,
     };
-    let installed_lock = backend
+    let installed_lock = crate::distro::backend(m.base.distro)
         .install(&req, &stage)
         .with_context(|| format!("installing the {:?} packages", m.base.distro))?;
 
@@ -136,7 +117,7 @@ pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
     for d in BUILD_HOST_DIRS {
         crate::fsutil::empty_dir(&root.join(d))?;
     }
-    let repo = objects::open_or_create(&store)?;
+    let repo = objects::open_or_create(&env.object_store())?;
     let commit = objects::commit_tree(
         &repo,
         &root,
@@ -150,19 +131,7 @@ pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
     )
     .context("saving the installed root")?;
     if env.use_cache {
-        let tmp = env.workdir.join("install-entry");
-        fs::create_dir_all(&tmp)?;
-        fs::write(tmp.join("commit"), &commit)?;
-        fs::write(tmp.join("lock.toml"), installed_lock.to_toml()?)?;
-        cache.put(
-            "install",
-            &key,
-            &[
-                ("commit", &tmp.join("commit")),
-                ("lock.toml", &tmp.join("lock.toml")),
-            ],
-        )?;
-        fsutil::remove_tree(&tmp)?;
+        remember(env, &cache, &key, &commit, &installed_lock)?;
     }
     stage.message("checking out the installed root");
     fsutil::remove_tree(&root)?;
@@ -175,6 +144,59 @@ pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
         key,
         devino: Some(devino),
     })
+}
+
+/// The cached root of `key`, checked out (hard links), if the cache has a
+/// complete one.
+fn cached(
+    env: &Env,
+    cache: &StageCache,
+    key: &str,
+    stage: &StageProgress,
+) -> Result<Option<Installed>> {
+    if !env.use_cache {
+        return Ok(None);
+    }
+    let Some(entry) = cache.get("install", key)? else {
+        return Ok(None);
+    };
+    let repo = objects::open_or_create(&env.object_store())?;
+    let commit = fs::read_to_string(entry.join("commit")).unwrap_or_default();
+    match Lock::load(&entry.join("lock.toml")) {
+        Ok(l) if objects::has_complete_commit(&repo, commit.trim()) => {
+            stage.message("checking out the cached root");
+            let root = env.root();
+            let devino = objects::checkout_linked(&repo, commit.trim(), &root)?;
+            Ok(Some(Installed {
+                lock: l,
+                root,
+                cache_hit: true,
+                key: key.to_string(),
+                devino: Some(devino),
+            }))
+        }
+        _ => {
+            stage.message("the cached root is incomplete; reinstalling");
+            Ok(None)
+        }
+    }
+}
+
+/// Record the installed root's commit and lock as the cache entry of `key`.
+fn remember(env: &Env, cache: &StageCache, key: &str, commit: &str, lock: &Lock) -> Result<()> {
+    let tmp = env.workdir.join("install-entry");
+    fs::create_dir_all(&tmp)?;
+    fs::write(tmp.join("commit"), commit)?;
+    fs::write(tmp.join("lock.toml"), lock.to_toml()?)?;
+    cache.put(
+        "install",
+        key,
+        &[
+            ("commit", &tmp.join("commit")),
+            ("lock.toml", &tmp.join("lock.toml")),
+        ],
+    )?;
+    fsutil::remove_tree(&tmp)
 }
 
 /// Directories whose contents belong to the build host, never the image.

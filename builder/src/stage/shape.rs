@@ -64,90 +64,9 @@ pub fn run(env: &Env) -> Result<Shaped> {
         fs::rename(&dpkg, &dst).context("moving the dpkg database into /usr")?;
         writeln!(tmpfiles, "L /var/lib/dpkg - - - - ../../{DPKG_DB}")?;
     }
-
-    // /var → tmpfiles.d, dropping regular files (caches, logs, apt lists).
-    let var = root.join("var");
-    let mut dropped = 0;
-    let mut entries = Vec::new();
-    fsutil::walk_sorted(&var, &mut |p, md| {
-        let rel = Path::new("/var").join(p.strip_prefix(&var).expect("below var"));
-        let rel = rel.display();
-        let ft = md.file_type();
-        if ft.is_dir() {
-            entries.push(format!(
-                "d {rel} {:04o} {} {} -",
-                md.mode() & 0o7777,
-                md.uid(),
-                md.gid()
-            ));
-        } else if ft.is_symlink() {
-            let t = fs::read_link(p)?;
-            entries.push(format!("L {rel} - - - - {}", t.display()));
-        } else {
-            dropped += 1;
-        }
-        Ok(())
-    })?;
-    for e in &entries {
-        writeln!(tmpfiles, "{e}")?;
-    }
-    for e in fs::read_dir(&var)? {
-        let p = e?.path();
-        if fs::symlink_metadata(&p)?.is_dir() {
-            fs::remove_dir_all(&p)?;
-        } else {
-            fs::remove_file(&p)?;
-        }
-    }
-
-    // Top-level writable directories become links into /var.
-    for (name, target, line) in TOPLEVEL_LINKS {
-        let p = root.join(name);
-        if let Ok(md) = fs::symlink_metadata(&p) {
-            if md.is_dir() {
-                fs::remove_dir_all(&p)?;
-            } else {
-                fs::remove_file(&p)?;
-            }
-        }
-        std::os::unix::fs::symlink(target, &p)?;
-        if !line.is_empty() {
-            writeln!(tmpfiles, "{line}")?;
-        }
-    }
-    // /usr/local → /var/usrlocal, keeping its skeleton.
-    let local = root.join("usr/local");
-    writeln!(tmpfiles, "d /var/usrlocal 0755 0 0 -")?;
-    if fs::symlink_metadata(&local)
-        .map(|m| m.is_dir())
-        .unwrap_or(false)
-    {
-        fsutil::walk_sorted(&local, &mut |p, md| {
-            let rel = Path::new("/var/usrlocal").join(p.strip_prefix(&local).expect("below"));
-            if md.is_dir() {
-                writeln!(
-                    tmpfiles,
-                    "d {} {:04o} {} {} -",
-                    rel.display(),
-                    md.mode() & 0o7777,
-                    md.uid(),
-                    md.gid()
-                )?;
-            } else if md.file_type().is_symlink() {
-                writeln!(
-                    tmpfiles,
-                    "L {} - - - - {}",
-                    rel.display(),
-                    fs::read_link(p)?.display()
-                )?;
-            }
-            Ok(())
-        })?;
-        fs::remove_dir_all(&local)?;
-    }
-    if fs::symlink_metadata(&local).is_err() {
-        std::os::unix::fs::symlink("../var/usrlocal", &local)?;
-    }
+    let dropped = var_to_tmpfiles(&root, &mut tmpfiles)?;
+    toplevel_links(&root, &mut tmpfiles)?;
+    usr_local(&root, &mut tmpfiles)?;
 
     // /etc → /usr/etc.
     let usr_etc = root.join("usr/etc");
@@ -184,6 +103,101 @@ pub fn run(env: &Env) -> Result<Shaped> {
         var_entries,
         var_files_dropped: dropped,
     })
+}
+
+/// /var → tmpfiles.d lines, dropping regular files (caches, logs, apt
+/// lists); /var is emptied. Returns how many files were dropped.
+fn var_to_tmpfiles(root: &Path, tmpfiles: &mut String) -> Result<usize> {
+    let var = root.join("var");
+    let mut dropped = 0;
+    let mut entries = Vec::new();
+    fsutil::walk_sorted(&var, &mut |p, md| {
+        let rel = Path::new("/var").join(p.strip_prefix(&var).expect("below var"));
+        let rel = rel.display();
+        let ft = md.file_type();
+        if ft.is_dir() {
+            entries.push(format!(
+                "d {rel} {:04o} {} {} -",
+                md.mode() & 0o7777,
+                md.uid(),
+                md.gid()
+            ));
+        } else if ft.is_symlink() {
+            let t = fs::read_link(p)?;
+            entries.push(format!("L {rel} - - - - {}", t.display()));
+        } else {
+            dropped += 1;
+        }
+        Ok(())
+    })?;
+    for e in &entries {
+        writeln!(tmpfiles, "{e}")?;
+    }
+    for e in fs::read_dir(&var)? {
+        let p = e?.path();
+        if fs::symlink_metadata(&p)?.is_dir() {
+            fs::remove_dir_all(&p)?;
+        } else {
+            fs::remove_file(&p)?;
+        }
+    }
+    Ok(dropped)
+}
+
+/// Top-level writable directories become links into /var.
+fn toplevel_links(root: &Path, tmpfiles: &mut String) -> Result<()> {
+    for (name, target, line) in TOPLEVEL_LINKS {
+        let p = root.join(name);
+        if let Ok(md) = fs::symlink_metadata(&p) {
+            if md.is_dir() {
+                fs::remove_dir_all(&p)?;
+            } else {
+                fs::remove_file(&p)?;
+            }
+        }
+        std::os::unix::fs::symlink(target, &p)?;
+        if !line.is_empty() {
+            writeln!(tmpfiles, "{line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// /usr/local → /var/usrlocal, keeping its skeleton.
+fn usr_local(root: &Path, tmpfiles: &mut String) -> Result<()> {
+    let local = root.join("usr/local");
+    writeln!(tmpfiles, "d /var/usrlocal 0755 0 0 -")?;
+    if fs::symlink_metadata(&local)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
+        fsutil::walk_sorted(&local, &mut |p, md| {
+            let rel = Path::new("/var/usrlocal").join(p.strip_prefix(&local).expect("below"));
+            if md.is_dir() {
+                writeln!(
+                    tmpfiles,
+                    "d {} {:04o} {} {} -",
+                    rel.display(),
+                    md.mode() & 0o7777,
+                    md.uid(),
+                    md.gid()
+                )?;
+            } else if md.file_type().is_symlink() {
+                writeln!(
+                    tmpfiles,
+                    "L {} - - - - {}",
+                    rel.display(),
+                    fs::read_link(p)?.display()
+                )?;
+            }
+            Ok(())
+        })?;
+        fs::remove_dir_all(&local)?;
+    }
+    if fs::symlink_metadata(&local).is_err() {
+        std::os::unix::fs::symlink("../var/usrlocal", &local)?;
+    }
+    Ok(())
 }
 
 /// OSTree cannot commit device nodes, sockets or fifos: name the first one.

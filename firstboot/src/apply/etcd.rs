@@ -24,8 +24,8 @@ use crate::http::Url;
 use crate::retry::{Attempt, Retry};
 use crate::yaml::{list, quote};
 
-/// etcd's config file (also the drop-in's `ConditionPathExists=`).
-pub const CONFIG_FILE: &str = "/etc/etcd/etcd.conf.yml";
+/// etcd's config file.
+pub const CONFIG_FILE: &str = super::ETCD_CONFIG_FILE;
 /// Where this member's certificates and keys are written.
 pub const PKI_DIR: &str = "/etc/etcd/pki";
 

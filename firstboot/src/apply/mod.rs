@@ -32,6 +32,10 @@ use services::ServiceManager;
 /// The stamp that makes the agent run once (under the root).
 pub const STAMP: &str = "/var/lib/atomic-firstboot/done";
 
+/// etcd's config file (also the drop-in's `ConditionPathExists=`): written
+/// by the etcd step, read by a directly started etcd.
+pub const ETCD_CONFIG_FILE: &str = "/etc/etcd/etcd.conf.yml";
+
 /// Where and how to apply.
 pub struct Context<'a> {
     /// The provisioning root (`/` on a host).

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{etcd, kubelet, STAMP};
-use crate::config::{Config, EtcdMode, FileSource, MaterialSource};
+use crate::config::{Config, Etcd, EtcdMode, FileSource, MaterialSource};
 use crate::x509::pin_string;
 
 /// One line per action, in the order they are applied.
@@ -46,52 +46,7 @@ pub fn plan(cfg: &Config) -> Vec<String> {
         ));
     }
     if let Some(e) = &cfg.etcd {
-        let peers = etcd::origins(&e.peer_urls).join(",");
-        let src = |m: &crate::config::Material| match &m.source {
-            MaterialSource::Inline(_) => format!("{} (inline)", m.field),
-            MaterialSource::File(p) => format!("{} ({})", m.field, p.display()),
-        };
-        out.push(format!(
-            "etcd: write {}/{{ca.crt,server.crt,server.key,peer.crt,peer.key}} from {}, {}, {}",
-            etcd::PKI_DIR,
-            src(&e.ca),
-            src(&e.server_cert),
-            src(&e.peer_cert)
-        ));
-        if e.listen_peer_urls != e.peer_urls || e.listen_client_urls != e.client_urls {
-            out.push(format!(
-                "etcd: listen for peers on {}, for clients on {} (advertised: {peers}; {})",
-                etcd::origins(&e.listen_peer_urls).join(","),
-                etcd::origins(&e.listen_client_urls).join(","),
-                etcd::origins(&e.client_urls).join(",")
-            ));
-        }
-        match &e.mode {
-            EtcdMode::Bootstrap => {
-                out.push(format!(
-                    "etcd: write {} for a new cluster: {}={peers}",
-                    etcd::CONFIG_FILE,
-                    e.name
-                ));
-                out.push("etcd: enable and start etcd.service; wait until it answers".into());
-            }
-            EtcdMode::Join { endpoints } => {
-                let eps = etcd::origins(endpoints).join(",");
-                out.push(format!(
-                    "etcd: member/add {} as learner with peer URLs {peers} via {eps}",
-                    e.name
-                ));
-                out.push(format!(
-                    "etcd: write {} with initial-cluster-state existing",
-                    etcd::CONFIG_FILE
-                ));
-                out.push("etcd: enable and start etcd.service".into());
-                out.push(
-                    "etcd: member/promote until the learner is in sync (on failure: member/remove)"
-                        .into(),
-                );
-            }
-        }
+        out.extend(etcd_plan(e));
     }
     if let Some(k) = &cfg.kubelet {
         let from = match &k.ca {
@@ -117,5 +72,57 @@ pub fn plan(cfg: &Config) -> Vec<String> {
         out.push(format!("units: start {u} (queued, not waited for)"));
     }
     out.push(format!("stamp: write {}", Path::new(STAMP).display()));
+    out
+}
+
+/// The etcd steps.
+fn etcd_plan(e: &Etcd) -> Vec<String> {
+    let mut out = Vec::new();
+    let peers = etcd::origins(&e.peer_urls).join(",");
+    let src = |m: &crate::config::Material| match &m.source {
+        MaterialSource::Inline(_) => format!("{} (inline)", m.field),
+        MaterialSource::File(p) => format!("{} ({})", m.field, p.display()),
+    };
+    out.push(format!(
+        "etcd: write {}/{{ca.crt,server.crt,server.key,peer.crt,peer.key}} from {}, {}, {}",
+        etcd::PKI_DIR,
+        src(&e.ca),
+        src(&e.server_cert),
+        src(&e.peer_cert)
+    ));
+    if e.listen_peer_urls != e.peer_urls || e.listen_client_urls != e.client_urls {
+        out.push(format!(
+            "etcd: listen for peers on {}, for clients on {} (advertised: {peers}; {})",
+            etcd::origins(&e.listen_peer_urls).join(","),
+            etcd::origins(&e.listen_client_urls).join(","),
+            etcd::origins(&e.client_urls).join(",")
+        ));
+    }
+    match &e.mode {
+        EtcdMode::Bootstrap => {
+            out.push(format!(
+                "etcd: write {} for a new cluster: {}={peers}",
+                etcd::CONFIG_FILE,
+                e.name
+            ));
+            out.push("etcd: enable and start etcd.service; wait until it answers".into());
+        }
+        EtcdMode::Join { endpoints } => {
+            let eps = etcd::origins(endpoints).join(",");
+            out.push(format!(
+                "etcd: member/add {} as learner with peer URLs {peers} via {eps}",
+                e.name
+            ));
+            out.push(format!(
+                "etcd: write {} with initial-cluster-state existing",
+                etcd::CONFIG_FILE
+            ));
+            out.push("etcd: enable and start etcd.service".into());
+            out.push(
+                "etcd: member/promote until the learner is in sync (on failure: member/remove)"
+                    .into(),
+            );
+        }
+    }
     out
 }

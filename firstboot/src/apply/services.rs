@@ -122,7 +122,7 @@ impl Direct {
             crate::log(&format!("etcd already running (pid {pid})"));
             return Ok(());
         }
-        let conf = under(&self.root, Path::new(super::etcd::CONFIG_FILE));
+        let conf = under(&self.root, Path::new(super::ETCD_CONFIG_FILE));
         let log = under(&self.root, Path::new("/var/log/etcd.log"));
         crate::fsutil::ensure_parent(&log)?;
         let out = OpenOptions::new().create(true).append(true).open(&log)?;

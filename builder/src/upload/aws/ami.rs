@@ -7,7 +7,21 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::client::{xml_value, Aws};
-use super::snapshot::Upload;
+use crate::model::BootMode;
+
+/// What to register.
+pub struct Upload<'a> {
+    /// AMI name.
+    pub name: &'a str,
+    /// Tags on the snapshot and the image.
+    pub tags: Vec<(String, String)>,
+    /// Boot mode.
+    pub boot_mode: BootMode,
+    /// Parallel block uploads.
+    pub threads: usize,
+    /// How long to wait for the snapshot to complete.
+    pub wait: Duration,
+}
 
 /// The RegisterImage parameters for a snapshot.
 pub fn register_params(snapshot_id: &str, u: &Upload, len: u64) -> Vec<(&'static str, String)> {
@@ -225,12 +239,20 @@ pub fn copy_image(
     let copy = xml_value(&xml, "imageId")
         .map(String::from)
         .with_context(|| format!("CopyImage returned no imageId: {xml}"))?;
+    tag_copy(to, &copy, tags)?;
+    wait_available(to, &copy, wait)?;
+    Ok((copy, true))
+}
+
+/// Tag a fresh copy (once its id is visible); a copy that cannot be
+/// tagged is deregistered again.
+fn tag_copy(to: &Aws, copy: &str, tags: &[(String, String)]) -> Result<()> {
     // Tagged at creation where the API honours TagSpecification; tagged
     // again (idempotent) for those that do not, once the id is visible.
     let mut last = None;
     let tagged =
         crate::upload::poll_until(Duration::from_secs(10), Duration::from_secs(2), || {
-            match tag_or_deregister(to, &copy, tags, false) {
+            match tag_or_deregister(to, copy, tags, false) {
                 Ok(()) => Ok(Some(Ok(()))),
                 Err(e) if format!("{e:#}").contains("NotFound") => {
                     last = Some(e);
@@ -247,12 +269,11 @@ pub fn copy_image(
     if let Err(e) = tagged {
         let _ = to.ec2(&[
             ("Action", "DeregisterImage".into()),
-            ("ImageId", copy.clone()),
+            ("ImageId", copy.to_string()),
         ]);
         return Err(e.context(format!("copy {copy} deregistered again")));
     }
-    wait_available(to, &copy, wait)?;
-    Ok((copy, true))
+    Ok(())
 }
 
 /// Who may launch an image: 12-digit account ids, or `all` (public).

@@ -113,7 +113,7 @@ impl AwsTarget {
                 (f.id, false)
             }
             None => {
-                let u = snapshot::Upload {
+                let u = ami::Upload {
                     name: &self.name,
                     tags: tags.clone(),
                     boot_mode: self.boot_mode,

@@ -19,26 +19,11 @@ use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::ami::register;
+use super::ami::{register, Upload};
 use super::client::{xml_value, Aws, Req};
-use crate::model::BootMode;
 
 /// EBS direct API block size.
 pub const BLOCK: u64 = 512 * 1024;
-
-/// What to register.
-pub struct Upload<'a> {
-    /// AMI name.
-    pub name: &'a str,
-    /// Tags on the snapshot and the image.
-    pub tags: Vec<(String, String)>,
-    /// Boot mode.
-    pub boot_mode: BootMode,
-    /// Parallel block uploads.
-    pub threads: usize,
-    /// How long to wait for the snapshot to complete.
-    pub wait: Duration,
-}
 
 /// The result.
 #[derive(Debug)]

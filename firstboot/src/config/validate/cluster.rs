@@ -5,12 +5,57 @@ use std::path::PathBuf;
 use super::{Pem, V};
 use crate::config::checks;
 use crate::config::raw::{RawEtcd, RawKubelet};
-use crate::config::{Etcd, EtcdMode, Kubelet, Secret};
+use crate::config::{Etcd, EtcdMode, Kubelet, Material, Secret};
 use crate::http::Url;
 
 impl V {
     pub(super) fn etcd(&mut self, e: RawEtcd) -> Option<Etcd> {
-        let mode = match e.mode.as_deref() {
+        let mode = self.etcd_mode(&e);
+        let name = self.required("etcd.name", e.name.clone(), "this member's name");
+        let name = name.and_then(|n| self.check("etcd.name", checks::etcd_name(&n)).map(|_| n));
+        let urls = self.etcd_urls(&e);
+        self.etcd_timing(&e);
+        let data_dir = e
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| "/var/lib/etcd/default".into());
+        self.check("etcd.data_dir", checks::writable_path(&data_dir));
+        let token = e
+            .cluster_token
+            .clone()
+            .unwrap_or_else(|| "atomic-etcd".into());
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            self.bad("etcd.cluster_token", "must be a non-empty word");
+        }
+        let (heartbeat_interval_ms, election_timeout_ms) =
+            (e.heartbeat_interval_ms, e.election_timeout_ms);
+        let tls = self.etcd_tls(e);
+        let [peer_urls, client_urls, listen_peer_urls, listen_client_urls] = urls;
+        let [ca, client_cert, client_key, server_cert, server_key, peer_cert, peer_key] = tls?;
+        Some(Etcd {
+            mode: mode?,
+            name: name?,
+            peer_urls: peer_urls?,
+            client_urls: client_urls?,
+            listen_peer_urls: listen_peer_urls?,
+            listen_client_urls: listen_client_urls?,
+            heartbeat_interval_ms,
+            election_timeout_ms,
+            data_dir: PathBuf::from(data_dir),
+            cluster_token: token,
+            ca,
+            client_cert,
+            client_key,
+            server_cert,
+            server_key,
+            peer_cert,
+            peer_key,
+        })
+    }
+
+    /// `mode`, with `endpoints` for a join.
+    fn etcd_mode(&mut self, e: &RawEtcd) -> Option<EtcdMode> {
+        match e.mode.as_deref() {
             Some("bootstrap") => {
                 if e.endpoints.is_some() {
                     self.bad("etcd.endpoints", "only used with mode = \"join\"");
@@ -44,9 +89,11 @@ impl V {
                 self.bad("etcd.mode", "required: \"bootstrap\" or \"join\"");
                 None
             }
-        };
-        let name = self.required("etcd.name", e.name, "this member's name");
-        let name = name.and_then(|n| self.check("etcd.name", checks::etcd_name(&n)).map(|_| n));
+        }
+    }
+
+    /// Advertised and listen URLs: [peer, client, listen peer, listen client].
+    fn etcd_urls(&mut self, e: &RawEtcd) -> [Option<Vec<Url>>; 4] {
         let peer_urls = self.listen_urls("etcd.peer_urls", e.peer_urls.as_ref());
         let client_urls = self.listen_urls("etcd.client_urls", e.client_urls.as_ref());
         for (field, urls) in [
@@ -73,6 +120,11 @@ impl V {
             Some(v) => self.listen_urls("etcd.listen_client_urls", Some(v)),
             None => client_urls.clone(),
         };
+        [peer_urls, client_urls, listen_peer_urls, listen_client_urls]
+    }
+
+    /// Heartbeat and election timeout, as etcd accepts them.
+    fn etcd_timing(&mut self, e: &RawEtcd) {
         let heartbeat = e.heartbeat_interval_ms.unwrap_or(100);
         if !(10..=10_000).contains(&heartbeat) {
             self.bad("etcd.heartbeat_interval_ms", "must be 10 to 10000 (ms)");
@@ -95,12 +147,11 @@ impl V {
                 format!("required with a heartbeat interval of {heartbeat} ms: etcd's default 1000 ms is less than 5 heartbeats"),
             );
         }
-        let data_dir = e.data_dir.unwrap_or_else(|| "/var/lib/etcd/default".into());
-        self.check("etcd.data_dir", checks::writable_path(&data_dir));
-        let token = e.cluster_token.unwrap_or_else(|| "atomic-etcd".into());
-        if token.is_empty() || token.contains(char::is_whitespace) {
-            self.bad("etcd.cluster_token", "must be a non-empty word");
-        }
+    }
+
+    /// The TLS material: [ca, client cert, client key, server cert, server
+    /// key, peer cert, peer key] (peer defaults to server).
+    fn etcd_tls(&mut self, e: RawEtcd) -> Option<[Material; 7]> {
         let ca = self.material("etcd", "ca", e.ca, e.ca_file, Pem::Certs, true);
         let cert = self.material("etcd", "cert", e.cert, e.cert_file, Pem::Certs, true);
         let key = self.material("etcd", "key", e.key, e.key_file, Pem::Key, true);
@@ -148,25 +199,7 @@ impl V {
         } else {
             (s_cert.clone()?, s_key.clone()?)
         };
-        Some(Etcd {
-            mode: mode?,
-            name: name?,
-            peer_urls: peer_urls?,
-            client_urls: client_urls?,
-            listen_peer_urls: listen_peer_urls?,
-            listen_client_urls: listen_client_urls?,
-            heartbeat_interval_ms: e.heartbeat_interval_ms,
-            election_timeout_ms: e.election_timeout_ms,
-            data_dir: PathBuf::from(data_dir),
-            cluster_token: token,
-            ca: ca?,
-            client_cert: cert?,
-            client_key: key?,
-            server_cert: s_cert?,
-            server_key: s_key?,
-            peer_cert: p_cert,
-            peer_key: p_key,
-        })
+        Some([ca?, cert?, key?, s_cert?, s_key?, p_cert, p_key])
     }
 
     pub(super) fn kubelet(&mut self, k: RawKubelet) -> Option<Kubelet> {

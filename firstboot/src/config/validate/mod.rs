@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use super::checks;
-use super::raw::{RawConfig, RawFile};
+use super::raw::{RawConfig, RawFile, RawUser};
 use super::{Config, FileEntry, FileSource, Material, MaterialSource, Secret, Units, User};
 use crate::http::Url;
 
@@ -209,6 +209,45 @@ impl V {
     }
 }
 
+impl V {
+    /// `[[users]]`: names (unique), groups and SSH keys.
+    fn users(&mut self, raw: Vec<RawUser>) -> Vec<User> {
+        let v = self;
+        let mut users = Vec::new();
+        let mut names = HashSet::new();
+        for (i, u) in raw.into_iter().enumerate() {
+            let f = |n: &str| format!("users[{i}].{n}");
+            let name = v.required(&f("name"), u.name, "a login name");
+            let name = name.and_then(|n| v.check(f("name"), checks::account_name(&n)).map(|_| n));
+            if let Some(n) = &name {
+                if !names.insert(n.clone()) {
+                    v.bad(
+                        f("name"),
+                        "this user is already listed in an earlier [[users]] entry",
+                    );
+                }
+            }
+            for (j, g) in u.groups.iter().enumerate() {
+                v.check(format!("users[{i}].groups[{j}]"), checks::account_name(g));
+            }
+            for (j, k) in u.ssh_authorized_keys.iter().enumerate() {
+                v.check(
+                    format!("users[{i}].ssh_authorized_keys[{j}]"),
+                    checks::ssh_key(k),
+                );
+            }
+            if let Some(name) = name {
+                users.push(User {
+                    name,
+                    groups: u.groups,
+                    ssh_authorized_keys: u.ssh_authorized_keys,
+                });
+            }
+        }
+        users
+    }
+}
+
 /// Validate everything; the config is `Some` only when there is no problem.
 pub fn validate(raw: RawConfig) -> (Option<Config>, Vec<(String, String)>) {
     let mut v = V::default();
@@ -223,37 +262,7 @@ pub fn validate(raw: RawConfig) -> (Option<Config>, Vec<(String, String)>) {
     let hostname = raw
         .hostname
         .and_then(|h| v.check("hostname", checks::hostname(&h)).map(|_| h));
-    let mut users = Vec::new();
-    let mut names = HashSet::new();
-    for (i, u) in raw.users.into_iter().enumerate() {
-        let f = |n: &str| format!("users[{i}].{n}");
-        let name = v.required(&f("name"), u.name, "a login name");
-        let name = name.and_then(|n| v.check(f("name"), checks::account_name(&n)).map(|_| n));
-        if let Some(n) = &name {
-            if !names.insert(n.clone()) {
-                v.bad(
-                    f("name"),
-                    "this user is already listed in an earlier [[users]] entry",
-                );
-            }
-        }
-        for (j, g) in u.groups.iter().enumerate() {
-            v.check(format!("users[{i}].groups[{j}]"), checks::account_name(g));
-        }
-        for (j, k) in u.ssh_authorized_keys.iter().enumerate() {
-            v.check(
-                format!("users[{i}].ssh_authorized_keys[{j}]"),
-                checks::ssh_key(k),
-            );
-        }
-        if let Some(name) = name {
-            users.push(User {
-                name,
-                groups: u.groups,
-                ssh_authorized_keys: u.ssh_authorized_keys,
-            });
-        }
-    }
+    let users = v.users(raw.users);
     let mut seen = HashSet::new();
     let files: Vec<_> = raw
         .files
