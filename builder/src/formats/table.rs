@@ -81,6 +81,8 @@ pub struct FormatInfo {
     pub compressions: &'static [Compression],
     /// Why a compression it does not take is refused, and what to do.
     pub refusal: &'static str,
+    /// QEMU's block driver for the file (`None`: not a disk QEMU boots).
+    pub qemu_driver: Option<&'static str>,
 }
 
 const OUTER: &[Compression] = &[Compression::Xz, Compression::Zstd];
@@ -97,6 +99,7 @@ pub const FORMATS: &[FormatInfo] = &[
         inner_compression: false,
         compressions: &[],
         refusal: "the raw image is kept uncompressed (it is what the other formats are made from); add another output, e.g. format = \"vhd\" with compression = \"xz\"",
+        qemu_driver: Some("raw"),
     },
     FormatInfo {
         format: Format::Qcow2,
@@ -106,6 +109,7 @@ pub const FORMATS: &[FormatInfo] = &[
         inner_compression: true,
         compressions: &[Compression::Zstd, Compression::Deflate],
         refusal: "qcow2 compresses its clusters itself: use \"zstd\" (smaller, QEMU >= 5.1) or \"deflate\" (every reader)",
+        qemu_driver: Some("qcow2"),
     },
     FormatInfo {
         format: Format::Vmdk,
@@ -115,6 +119,7 @@ pub const FORMATS: &[FormatInfo] = &[
         inner_compression: false,
         compressions: OUTER,
         refusal: OUTER_REFUSAL,
+        qemu_driver: Some("vmdk"),
     },
     FormatInfo {
         format: Format::VmdkSparse,
@@ -124,6 +129,7 @@ pub const FORMATS: &[FormatInfo] = &[
         inner_compression: false,
         compressions: OUTER,
         refusal: OUTER_REFUSAL,
+        qemu_driver: Some("vmdk"),
     },
     FormatInfo {
         format: Format::Vdi,
@@ -133,6 +139,7 @@ pub const FORMATS: &[FormatInfo] = &[
         inner_compression: false,
         compressions: OUTER,
         refusal: OUTER_REFUSAL,
+        qemu_driver: Some("vdi"),
     },
     FormatInfo {
         format: Format::Vhd,
@@ -142,6 +149,7 @@ pub const FORMATS: &[FormatInfo] = &[
         inner_compression: false,
         compressions: OUTER,
         refusal: OUTER_REFUSAL,
+        qemu_driver: Some("vpc"),
     },
     FormatInfo {
         format: Format::VhdDynamic,
@@ -151,6 +159,7 @@ pub const FORMATS: &[FormatInfo] = &[
         inner_compression: false,
         compressions: OUTER,
         refusal: OUTER_REFUSAL,
+        qemu_driver: Some("vpc"),
     },
     FormatInfo {
         format: Format::Ova,
@@ -160,6 +169,7 @@ pub const FORMATS: &[FormatInfo] = &[
         inner_compression: false,
         compressions: &[],
         refusal: "an OVA is read as it is by VirtualBox and VMware (its disk is already compressed); remove compression",
+        qemu_driver: None,
     },
 ];
 
@@ -205,6 +215,16 @@ impl Format {
         format!("{stem}.{}{outer}", self.info().suffix)
     }
 
+    /// The format a file name says (its suffix; `.raw` for anything else
+    /// that is not compressed).
+    pub fn of_file(name: &str) -> Option<Format> {
+        FORMATS
+            .iter()
+            .filter(|i| name.ends_with(&format!(".{}", i.suffix)))
+            .max_by_key(|i| i.suffix.len())
+            .map(|i| i.format)
+    }
+
     /// A short name such as `qcow2+zstd`.
     pub fn label(self, c: Compression) -> String {
         match c {
@@ -245,5 +265,9 @@ mod tests {
         assert!(Format::Vdi.check_compression(Compression::Deflate).is_err());
         assert!(Format::Vdi.check_compression(Compression::Xz).is_ok());
         assert!(Format::Raw.check_compression(Compression::None).is_ok());
+        assert_eq!(Format::of_file("a-1.sparse.vmdk"), Some(Format::VmdkSparse));
+        assert_eq!(Format::of_file("a-1.dynamic.vhd"), Some(Format::VhdDynamic));
+        assert_eq!(Format::of_file("a-1.vhd"), Some(Format::Vhd));
+        assert_eq!(Format::of_file("a-1.img"), None);
     }
 }

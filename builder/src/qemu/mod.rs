@@ -152,16 +152,14 @@ pub fn firstboot_args(config: &Path) -> Vec<String> {
     ]
 }
 
-/// QEMU's name for the format of `image`, from its extension (raw unless
-/// it is one of the formats atomicbuild writes).
+/// QEMU's block driver for `image`, from its file name (the format table's;
+/// raw unless it is one of the formats atomicbuild writes).
 pub fn image_format(image: &std::path::Path) -> &'static str {
-    match image.extension().and_then(|e| e.to_str()) {
-        Some("qcow2") => "qcow2",
-        Some("vmdk") => "vmdk",
-        Some("vdi") => "vdi",
-        Some("vhd") => "vpc",
-        _ => "raw",
-    }
+    let name = image.file_name().map(|n| n.to_string_lossy().into_owned());
+    name.as_deref()
+        .and_then(crate::formats::Format::of_file)
+        .and_then(|f| f.info().qemu_driver)
+        .unwrap_or("raw")
 }
 
 #[cfg(test)]
