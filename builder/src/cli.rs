@@ -78,6 +78,32 @@ pub enum Command {
     /// Upload an image to a cloud.
     #[command(subcommand)]
     Upload(UploadCommand),
+
+    /// Publish a build's commit into an update repository (archive-mode
+    /// OSTree, servable by any static HTTP server): the commit signed with
+    /// the [signing] key, a static delta from the branch's previous commit,
+    /// a signed summary. Hosts of images with [updates] pull from it.
+    Publish(PublishArgs),
+}
+
+/// Options of `publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The manifest the image was built from ([signing] names the key).
+    #[arg(short, long, value_name = "FILE")]
+    pub manifest: PathBuf,
+    /// The update repository (created when missing).
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Where the build put its outputs (its NAME-VERSION.json names the commit).
+    #[arg(short, long, value_name = "DIR", default_value = "out")]
+    pub output: PathBuf,
+    /// The build cache holding the commit [default: $XDG_CACHE_HOME/atomicbuild].
+    #[arg(long, value_name = "DIR", env = "ATOMICBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Publish even a version that is not newer than the published one.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `upload` targets.

@@ -17,8 +17,10 @@ pub mod objects;
 pub mod pipeline;
 pub mod preflight;
 pub mod progress;
+pub mod publish;
 pub mod qemu;
 pub mod stage;
+pub mod updates;
 pub mod upload;
 pub mod verify;
 

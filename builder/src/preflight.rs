@@ -124,6 +124,7 @@ pub fn check_build(m: &Manifest) -> Result<()> {
     }
     report(needs)?;
     crate::stage::agent::binary()?;
+    crate::stage::agent::update_binary()?;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("atomicbuild build must run as root: installing packages with their real owners, chroot and dracut need it (try sudo)");

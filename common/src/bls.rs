@@ -67,7 +67,12 @@ fn strip_boot(p: &str) -> String {
 
 /// Every entry under `boot/loader/entries`, newest (highest version) first.
 pub fn read_entries(boot: &Path) -> Result<Vec<Entry>> {
-    let dir = boot.join("loader/entries");
+    read_entries_in(&boot.join("loader/entries"))
+}
+
+/// Every entry in the directory `dir` (`loader.N/entries`), newest first.
+pub fn read_entries_in(dir: &Path) -> Result<Vec<Entry>> {
+    let dir = dir.to_owned();
     let mut out = Vec::new();
     let mut names: Vec<_> = fs::read_dir(&dir)
         .with_context(|| {

@@ -2,10 +2,80 @@
 //! `blscfg`, so the menu is generated, newest entry first (the default).
 //! The builder writes it into the image; the update agent regenerates it on
 //! the host from the same entries.
+//!
+//! Every config also counts boot attempts: when the environment block
+//! `/boot/grub/grubenv` holds `boot_counter=N` (the update agent arms it
+//! when it stages an update), each boot decrements it; a boot that finds
+//! it at 0 (every try used, the new deployment never marked good) boots
+//! the previous deployment instead. Debian's GRUB 2.06 has no `increment`,
+//! so the steps are written out.
 
 use anyhow::{bail, Result};
 
 use crate::bls::Entry;
+
+/// The environment block, relative to the /boot partition's root.
+pub const GRUBENV: &str = "grub/grubenv";
+/// The most tries a boot counter can hold.
+pub const MAX_TRIES: u32 = 9;
+/// Size of a GRUB environment block.
+pub const ENVBLK_SIZE: usize = 1024;
+const ENVBLK_HEADER: &str = "# GRUB Environment Block\n";
+
+/// An environment block holding `vars` (`name=value`, values without
+/// newlines or backslashes), padded with `#` to 1024 bytes as GRUB needs.
+pub fn envblk(vars: &[(&str, &str)]) -> Result<Vec<u8>> {
+    let mut s = String::from(ENVBLK_HEADER);
+    for (k, v) in vars {
+        if k.is_empty() || k.contains(['=', '\n']) || v.contains(['\n', '\\']) {
+            bail!("{k}={v:?} cannot be stored in a GRUB environment block");
+        }
+        s.push_str(&format!("{k}={v}\n"));
+    }
+    if s.len() > ENVBLK_SIZE {
+        bail!("the GRUB environment block would exceed {ENVBLK_SIZE} bytes");
+    }
+    let mut b = s.into_bytes();
+    b.resize(ENVBLK_SIZE, b'#');
+    Ok(b)
+}
+
+/// The variables of an environment block.
+pub fn parse_envblk(block: &[u8]) -> Result<Vec<(String, String)>> {
+    let text = String::from_utf8_lossy(block);
+    let Some(body) = text.strip_prefix(ENVBLK_HEADER) else {
+        bail!("not a GRUB environment block (no header)");
+    };
+    Ok(body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+/// The boot-counting steps of grub.cfg (`entries` boot entries).
+fn boot_counter(entries: usize) -> String {
+    let env = format!("($root)/{GRUBENV}");
+    let mut s = format!("if [ -f {env} ]; then\n  load_env -f {env} boot_counter\n");
+    // One entry: nothing to fall back to (GRUB's `if` needs a command).
+    let fallback = if entries > 1 {
+        "    set default=1\n"
+    } else {
+        "    set default=0\n"
+    };
+    s.push_str(&format!(
+        "  if [ \"${{boot_counter}}\" = \"0\" ]; then\n{fallback}"
+    ));
+    for n in 1..=MAX_TRIES {
+        s.push_str(&format!(
+            "  elif [ \"${{boot_counter}}\" = \"{n}\" ]; then\n    set boot_counter={}\n    save_env -f {env} boot_counter\n",
+            n - 1
+        ));
+    }
+    s.push_str("  fi\nfi\n");
+    s
+}
 
 /// Quote a word for GRUB's shell-like parser when needed.
 fn quote(word: &str) -> String {
@@ -33,6 +103,7 @@ pub fn config_from_entries(entries: &[Entry]) -> Result<String> {
          set timeout=1\n\
          set default=0\n",
     );
+    s.push_str(&boot_counter(entries.len()));
     for e in entries {
         let opts: Vec<String> = e.options.split_whitespace().map(quote).collect();
         s.push_str(&format!("menuentry {} {{\n", quote(&e.title)));
@@ -49,6 +120,48 @@ pub fn config_from_entries(entries: &[Entry]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(n: u32) -> Entry {
+        Entry {
+            title: format!("Debian (ostree:{n})"),
+            version: n.to_string(),
+            linux: format!("/ostree/d-{n}/vmlinuz"),
+            initrd: vec![format!("/ostree/d-{n}/initramfs.img")],
+            options: "root=LABEL=root rw".into(),
+        }
+    }
+
+    #[test]
+    fn the_config_parses_as_grub_script() {
+        let cfg = config_from_entries(&[entry(2), entry(1)]).unwrap();
+        assert!(cfg.contains("set default=1"), "{cfg}");
+        assert!(cfg.contains("elif [ \"${boot_counter}\" = \"9\" ]; then\n    set boot_counter=8"));
+        let Some(check) = crate::cmd::which("grub-script-check") else {
+            panic!("grub-script-check is needed (package grub-common)");
+        };
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("grub.cfg");
+        std::fs::write(&p, &cfg).unwrap();
+        let out = crate::cmd::Cmd::new(check).arg(&p).output_full().unwrap();
+        assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
+        // One entry: nothing to fall back to.
+        let one = config_from_entries(&[entry(1)]).unwrap();
+        assert!(!one.contains("set default=1"));
+    }
+
+    #[test]
+    fn environment_blocks_round_trip_at_1024_bytes() {
+        let b = envblk(&[("boot_counter", "3")]).unwrap();
+        assert_eq!(b.len(), ENVBLK_SIZE);
+        assert!(b.starts_with(b"# GRUB Environment Block\nboot_counter=3\n#"));
+        assert_eq!(
+            parse_envblk(&b).unwrap(),
+            vec![("boot_counter".to_string(), "3".to_string())]
+        );
+        assert!(parse_envblk(&envblk(&[]).unwrap()).unwrap().is_empty());
+        assert!(envblk(&[("a", "x\ny")]).is_err());
+        assert!(parse_envblk(b"garbage").is_err());
+    }
 
     #[test]
     fn config_lists_entries_with_quoted_titles() {

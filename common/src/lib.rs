@@ -3,7 +3,7 @@
 //! copied between them: the one way external programs are run ([`cmd`]),
 //! files written atomically ([`atomic`]), Boot Loader Specification entries
 //! and the `grub.cfg` made from them ([`bls`], [`grub`]), and the check of
-//! an SSH public key ([`sshkey`]).
+//! an SSH public key ([`sshkey`]), and version comparison ([`version`]).
 //!
 //! This crate depends on no other crate of the workspace.
 #![deny(missing_docs)]
@@ -13,3 +13,5 @@ pub mod bls;
 pub mod cmd;
 pub mod grub;
 pub mod sshkey;
+pub mod units;
+pub mod version;

@@ -6,6 +6,7 @@ mod boot;
 mod build;
 mod cache;
 mod convert;
+mod publish;
 mod upload;
 
 use anyhow::Result;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Boot(args)) => boot::run(&args),
         Some(Command::Upload(UploadCommand::Aws(args))) => upload::aws(&args),
         Some(Command::Upload(UploadCommand::Openstack(args))) => upload::openstack(&args),
+        Some(Command::Publish(args)) => publish::run(&args),
     }
 }
 

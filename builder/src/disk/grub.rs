@@ -35,6 +35,7 @@ const COMMON_MODULES: &[&str] = &[
     "terminal",
     "gzio",
     "sleep",
+    "loadenv",
 ];
 
 /// Offsets in boot.img (GRUB's `boot.S`).

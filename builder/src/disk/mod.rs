@@ -102,6 +102,11 @@ pub fn write(inputs: &DiskInputs, path: &Path, say: &dyn Fn(&str)) -> Result<()>
     let cfg = common::grub::config_from_entries(&entries)?;
     let loader = fs::canonicalize(bootsrc.join("loader")).context("resolving boot/loader")?;
     fs::write(loader.join("grub.cfg"), cfg)?;
+    // GRUB's environment block (the boot counter): GRUB can rewrite a
+    // file in place but not create one.
+    let env = bootsrc.join(common::grub::GRUBENV);
+    fs::create_dir_all(env.parent().expect("grubenv has a directory"))?;
+    fs::write(&env, common::grub::envblk(&[])?)?;
     let bootfs = inputs.scratch.join("bootfs");
     crate::fsutil::remove_tree(&bootfs)?;
     fs::rename(&bootsrc, &bootfs)?;

@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 use crate::disk::DiskSpec;
 use crate::distro::spec::Base;
 use crate::formats::Output;
+use crate::publish::signing::Signing;
+use crate::updates::Updates;
 use crate::upload::spec::Upload;
 pub use raw::Platform;
 
@@ -57,6 +59,10 @@ pub struct Manifest {
     pub firstboot: Firstboot,
     /// Cloud uploads (`--upload`).
     pub uploads: Vec<Upload>,
+    /// Where hosts look for updates, and how.
+    pub updates: Option<Updates>,
+    /// The key `publish` signs with.
+    pub signing: Option<Signing>,
 }
 
 /// Units to enable, disable and mask.

@@ -13,6 +13,8 @@ use serde::Deserialize;
 use crate::disk::spec::RawDisk;
 use crate::distro::spec::RawBase;
 use crate::formats::spec::RawOutput;
+use crate::publish::signing::RawSigning;
+use crate::updates::RawUpdates;
 use crate::upload::spec::RawUpload;
 
 /// Top level of `host.toml`. Sections owned by other modules (the base,
@@ -38,6 +40,8 @@ pub struct RawManifest {
     pub firstboot: RawFirstboot,
     #[serde(default)]
     pub upload: Vec<RawUpload>,
+    pub updates: Option<RawUpdates>,
+    pub signing: Option<RawSigning>,
 }
 
 /// Where the first-boot agent finds its configuration.

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::raw::RawManifest;
 use super::{sections, Manifest};
 use crate::model::Problems;
-use crate::{disk, distro, formats, upload};
+use crate::{disk, distro, formats, publish, updates, upload};
 
 /// Check everything: the manifest, or every problem found.
 pub fn check(
@@ -42,6 +42,12 @@ pub fn check(
         os_version: base.as_ref().map(|b| b.os_version()),
     };
     let uploads = upload::spec::check(r.upload, &cx, &mut p.scope("upload"));
+    let updates = r
+        .updates
+        .map(|u| updates::check(u, &ostree.ref_, dir, &mut p.scope("updates")));
+    let signing = r
+        .signing
+        .and_then(|s| publish::signing::check(s, dir, &mut p.scope("signing")));
     match (p.is_empty(), base, disk) {
         (true, Some(base), Some(disk)) => Ok(Manifest {
             path: file.to_owned(),
@@ -60,6 +66,8 @@ pub fn check(
             outputs,
             firstboot,
             uploads,
+            updates,
+            signing,
         }),
         _ => Err(p),
     }

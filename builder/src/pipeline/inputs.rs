@@ -76,9 +76,15 @@ pub fn inputs_key(m: &Manifest, lock: Option<&Lock>, epoch: u64, tools: &str) ->
         .put(env!("CARGO_PKG_VERSION"))
         // Any other build of atomicbuild may write different bytes.
         .put(own_executable_hash())
-        // The first-boot agent is part of every image.
+        // The agents are part of every image.
         .put(
             crate::stage::agent::binary()
+                .ok()
+                .and_then(|p| fsutil::sha256_file(&p).ok())
+                .unwrap_or_default(),
+        )
+        .put(
+            crate::stage::agent::update_binary()
                 .ok()
                 .and_then(|p| fsutil::sha256_file(&p).ok())
                 .unwrap_or_default(),

@@ -1,8 +1,12 @@
-//! The first-boot agent every image carries: `atomic-firstboot` (built from
-//! this workspace's `firstboot/` crate), its systemd units (provisioning
-//! once; growing the root to its disk on every boot) and the etcd drop-in that keeps Debian's etcd from starting unconfigured, installed
-//! into the root and the unit enabled. Where the agent looks for its
-//! configuration is set by kernel arguments from the `[firstboot]` table.
+//! The agents every image carries, built from this workspace:
+//! `atomic-firstboot` (provisioning from user data, once; growing the root
+//! to its disk, every boot) and `atomic-update` (signed updates with
+//! automatic rollback), with their systemd units, the etcd drop-in that
+//! keeps Debian's etcd from starting unconfigured, and the
+//! `/usr/sbin/grub-mkconfig` through which ostree's grub2 backend has the
+//! update agent write `grub.cfg`. With `[updates]`, the agent's settings
+//! and the trusted public keys too. Where the first-boot agent looks for
+//! its configuration is set by kernel arguments from `[firstboot]`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -11,63 +15,111 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::fsutil;
+use crate::updates::{Updates, KEYS_DIR, SETTINGS_FILE};
 
-const UNIT: &str = include_str!("../../../firstboot/dist/atomic-firstboot.service");
-const GROWROOT_UNIT: &str = include_str!("../../../firstboot/dist/atomic-growroot.service");
-/// The agent's units, enabled in every image.
-pub const UNITS: &[&str] = &["atomic-firstboot.service", "atomic-growroot.service"];
-const ETCD_DROPIN: &str =
-    include_str!("../../../firstboot/dist/etcd.service.d/10-atomic-firstboot.conf");
+/// The agents' units, enabled in every image.
+pub const UNITS: &[&str] = &[
+    "atomic-firstboot.service",
+    "atomic-growroot.service",
+    "atomic-update.service",
+];
 
-/// The agent binary: `$ATOMICBUILD_FIRSTBOOT`, or `atomic-firstboot` next
-/// to the running atomicbuild (both are built by `cargo build` at the
-/// workspace root).
-pub fn binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("ATOMICBUILD_FIRSTBOOT") {
+/// Files installed as they are: (path in the image, mode, contents).
+const FILES: &[(&str, u32, &str)] = &[
+    (
+        "usr/lib/systemd/system/atomic-firstboot.service",
+        0o644,
+        include_str!("../../../firstboot/dist/atomic-firstboot.service"),
+    ),
+    (
+        "usr/lib/systemd/system/atomic-growroot.service",
+        0o644,
+        include_str!("../../../firstboot/dist/atomic-growroot.service"),
+    ),
+    (
+        "usr/lib/systemd/system/etcd.service.d/10-atomic-firstboot.conf",
+        0o644,
+        include_str!("../../../firstboot/dist/etcd.service.d/10-atomic-firstboot.conf"),
+    ),
+    (
+        "usr/lib/systemd/system/atomic-update.service",
+        0o644,
+        include_str!("../../../updater/dist/atomic-update.service"),
+    ),
+    (
+        "usr/sbin/grub-mkconfig",
+        0o755,
+        include_str!("../../../updater/dist/grub-mkconfig"),
+    ),
+];
+
+/// An agent binary: `$ENV`, or `name` next to the running atomicbuild
+/// (both are built by `cargo build` at the workspace root).
+fn agent_binary(name: &str, env: &str) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().context("locating atomicbuild itself")?;
-    let p = exe.with_file_name("atomic-firstboot");
+    let p = exe.with_file_name(name);
     if !p.is_file() {
         bail!(
-            "the first-boot agent {} is missing: build the whole workspace (`cargo build --release` in the repository root) or set ATOMICBUILD_FIRSTBOOT",
+            "the agent {} is missing: build the whole workspace (`cargo build --release` in the repository root) or set {env}",
             p.display()
         );
     }
     Ok(p)
 }
 
-/// Install the agent, its unit and the etcd drop-in into `root`.
-pub fn install(root: &Path) -> Result<()> {
-    let bin = binary()?;
-    let put = |rel: &str, mode: u32, write: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
-        let p = root.join(rel);
-        fs::create_dir_all(p.parent().expect("has parent"))?;
-        let _ = fs::remove_file(&p);
-        write(&p)?;
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
-        std::os::unix::fs::lchown(&p, Some(0), Some(0))
-            .with_context(|| format!("setting owner of {}", p.display()))
+/// The first-boot agent: `$ATOMICBUILD_FIRSTBOOT` or beside atomicbuild.
+pub fn binary() -> Result<PathBuf> {
+    agent_binary("atomic-firstboot", "ATOMICBUILD_FIRSTBOOT")
+}
+
+/// The update agent: `$ATOMICBUILD_UPDATE` or beside atomicbuild.
+pub fn update_binary() -> Result<PathBuf> {
+    agent_binary("atomic-update", "ATOMICBUILD_UPDATE")
+}
+
+/// Put `write`'s file at `root/rel`, root-owned with `mode`, never writing
+/// through an existing file (it may be a cached object).
+fn put(root: &Path, rel: &str, mode: u32, write: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().expect("has parent"))?;
+    let _ = fs::remove_file(&p);
+    write(&p)?;
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode))?;
+    std::os::unix::fs::lchown(&p, Some(0), Some(0))
+        .with_context(|| format!("setting owner of {}", p.display()))
+}
+
+/// Install the agents, their units and files (and with `updates`, the
+/// update settings and keys) into `root`.
+pub fn install(root: &Path, updates: Option<&Updates>) -> Result<()> {
+    for (rel, bin) in [
+        ("usr/libexec/atomic-firstboot", binary()?),
+        ("usr/libexec/atomic-update", update_binary()?),
+    ] {
+        put(root, rel, 0o755, &|p| {
+            fs::copy(&bin, p)
+                .map(|_| ())
+                .with_context(|| format!("copying {} into the image", bin.display()))
+        })?;
+    }
+    for (rel, mode, text) in FILES {
+        put(root, rel, *mode, &|p| fsutil::replace_file(p, text))?;
+    }
+    let Some(u) = updates else {
+        return Ok(());
     };
-    put("usr/libexec/atomic-firstboot", 0o755, &|p| {
-        fs::copy(&bin, p)
-            .map(|_| ())
-            .with_context(|| format!("copying {} into the image", bin.display()))
+    put(root, SETTINGS_FILE, 0o644, &|p| {
+        fsutil::replace_file(p, u.settings_toml())
     })?;
-    put(
-        "usr/lib/systemd/system/atomic-firstboot.service",
-        0o644,
-        &|p| fsutil::replace_file(p, UNIT),
-    )?;
-    put(
-        "usr/lib/systemd/system/atomic-growroot.service",
-        0o644,
-        &|p| fsutil::replace_file(p, GROWROOT_UNIT),
-    )?;
-    put(
-        "usr/lib/systemd/system/etcd.service.d/10-atomic-firstboot.conf",
-        0o644,
-        &|p| fsutil::replace_file(p, ETCD_DROPIN),
-    )?;
+    let keys = KEYS_DIR.trim_start_matches('/');
+    for (i, k) in u.keys.iter().enumerate() {
+        let text = fs::read(k).with_context(|| format!("reading {}", k.display()))?;
+        put(root, &format!("{keys}/{i:02}.asc"), 0o644, &|p| {
+            fsutil::replace_file(p, &text)
+        })?;
+    }
     Ok(())
 }

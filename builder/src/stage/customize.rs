@@ -49,7 +49,7 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
     }
     users(env, m, &root, &|msg| stage.message(msg))?;
     stage.message("first-boot agent");
-    super::agent::install(&root)?;
+    super::agent::install(&root, m.updates.as_ref())?;
     units(m, &root, &|msg| stage.message(msg))?;
     let packages = crate::distro::package_list(&root)?;
     stage.finish(&format!("{} packages", packages.len()));

@@ -51,24 +51,8 @@ pub fn run(env: &Env, m: &Manifest, commit: &Commit) -> Result<Deployed> {
     fsutil::remove_tree(&path)?;
     fs::create_dir_all(path.join("boot"))?;
 
-    // The deployment directory would otherwise get the immutable attribute,
-    // which mke2fs does not carry over anyway and which blocks cleaning up
-    // the work directory.
-    std::env::set_var("OSTREE_SYSROOT_DEBUG", "mutable-deployments");
-    let sysroot = ostree::Sysroot::new(Some(&gio::File::for_path(&path)));
-    sysroot
-        .ensure_initialized(c)
-        .context("initializing the sysroot")?;
-    sysroot.load(c).context("loading the sysroot")?;
-    sysroot
-        .init_osname(&m.ostree.osname, c)
-        .with_context(|| format!("creating stateroot {}", m.ostree.osname))?;
+    let sysroot = new_sysroot(&path, &m.ostree.osname)?;
     let repo = sysroot.repo();
-    let cfg = repo.copy_config();
-    // atomicbuild writes the GRUB configuration itself from the BLS entries.
-    cfg.set_string("sysroot", "bootloader", "none");
-    repo.write_config(&cfg)
-        .context("configuring the sysroot repository")?;
 
     stage.message("pulling the commit into the sysroot");
     let opts = glib::VariantDict::new(None);
@@ -78,11 +62,19 @@ pub fn run(env: &Env, m: &Manifest, commit: &Commit) -> Result<Deployed> {
         .with_context(|| format!("pulling {} from {}", commit.checksum, commit.repo.display()))?;
     repo.set_ref_immediate(None, &commit.ref_, Some(&commit.checksum), c)
         .with_context(|| format!("pointing {} at the commit", commit.ref_))?;
-    drop(repo);
+    let refspec = match &m.updates {
+        Some(u) => {
+            add_remote(&repo, u)?;
+            repo.set_ref_immediate(Some(&u.remote), &u.ref_, Some(&commit.checksum), c)
+                .with_context(|| format!("pointing {} at the commit", u.refspec()))?;
+            u.refspec()
+        }
+        None => commit.ref_.clone(),
+    };
 
     let kargs = kargs(m);
     let kref: Vec<&str> = kargs.iter().map(String::as_str).collect();
-    let origin = sysroot.origin_new_from_refspec(&commit.ref_);
+    let origin = sysroot.origin_new_from_refspec(&refspec);
     stage.message("deploying");
     let dep = sysroot
         .deploy_tree(
@@ -103,6 +95,13 @@ pub fn run(env: &Env, m: &Manifest, commit: &Commit) -> Result<Deployed> {
             c,
         )
         .context("writing the deployment and its boot entry")?;
+    // On the host, ostree writes grub.cfg through its grub2 backend, which
+    // runs /usr/sbin/grub-mkconfig: the update agent (see stage::agent).
+    let cfg = repo.copy_config();
+    cfg.set_string("sysroot", "bootloader", "grub2");
+    repo.write_config(&cfg)
+        .context("configuring the sysroot repository")?;
+    drop(repo);
     let deployment = path.join(sysroot.deployment_dirpath(&dep).as_str());
     stage.finish(&format!(
         "{}.{}",
@@ -114,4 +113,44 @@ pub fn run(env: &Env, m: &Manifest, commit: &Commit) -> Result<Deployed> {
         deployment,
         kargs,
     })
+}
+
+/// The update remote, verifying the commit's and the summary's signatures
+/// with the keys of the booted image (`gpgkeypath`: rotating keys is
+/// publishing an image with other keys).
+fn add_remote(repo: &ostree::Repo, u: &crate::updates::Updates) -> Result<()> {
+    let cfg = repo.copy_config();
+    let group = format!("remote \"{}\"", u.remote);
+    cfg.set_string(&group, "url", &u.url);
+    cfg.set_string(&group, "gpg-verify", "true");
+    cfg.set_string(&group, "gpg-verify-summary", "true");
+    cfg.set_string(&group, "gpgkeypath", crate::updates::KEYS_DIR);
+    repo.write_config(&cfg)
+        .with_context(|| format!("adding the update remote {}", u.remote))
+}
+
+/// A fresh sysroot at `path` with the stateroot `osname`; ostree writes no
+/// bootloader configuration while the image is made (atomicbuild does).
+fn new_sysroot(path: &std::path::Path, osname: &str) -> Result<ostree::Sysroot> {
+    let c = gio::Cancellable::NONE;
+    // The deployment directory would otherwise get the immutable attribute,
+    // which mke2fs does not carry over anyway and which blocks cleaning up
+    // the work directory.
+    std::env::set_var("OSTREE_SYSROOT_DEBUG", "mutable-deployments");
+    let sysroot = ostree::Sysroot::new(Some(&gio::File::for_path(path)));
+    sysroot
+        .ensure_initialized(c)
+        .context("initializing the sysroot")?;
+    sysroot.load(c).context("loading the sysroot")?;
+    sysroot
+        .init_osname(osname, c)
+        .with_context(|| format!("creating stateroot {}", osname))?;
+    let repo = sysroot.repo();
+    let cfg = repo.copy_config();
+    // atomicbuild writes the GRUB configuration itself from the BLS entries.
+    cfg.set_string("sysroot", "bootloader", "none");
+    repo.write_config(&cfg)
+        .context("configuring the sysroot repository")?;
+
+    Ok(sysroot)
 }

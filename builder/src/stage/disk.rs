@@ -17,7 +17,7 @@ use crate::model::Layout;
 use crate::{disk, fsutil};
 
 /// Bump when the way a disk is written changes.
-const DISK_RECIPE: &str = "disk-v3";
+const DISK_RECIPE: &str = "disk-v4"; // v4: grubenv, boot counter, loadenv, grub2 backend
 
 /// The cache key of a disk image: the commit and everything else the disk
 /// stage reads.
@@ -28,6 +28,7 @@ fn key(env: &Env, m: &Manifest, commit: &Commit) -> String {
         .put(&commit.checksum)
         .put(m.image_seed())
         .put(deploy::kargs(m).join(" "))
+        .put(serde_json::to_string(&m.updates).unwrap_or_default())
         .put(env.epoch.to_string())
         .put(&env.tools);
     h.finish()

@@ -1,0 +1,51 @@
+//! The command line (clap structs only; dispatch is in [`crate::run`]).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Keeps this host on the newest signed OSTree commit of its stream: polls
+/// the update repository, pulls and stages a newer commit, reboots into
+/// it, checks its health and marks it good, and rolls back a bad one.
+#[derive(Debug, Parser)]
+#[command(name = "atomic-update", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The agent (atomic-update.service): check this boot, then poll for
+    /// updates every poll_interval.
+    Agent,
+    /// Booted, staged, rollback and bad versions, and the settings.
+    Status,
+    /// Look for an update now; stage it; with --now reboot into it.
+    Upgrade {
+        /// Reboot into a staged update right away.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Make the previous deployment the default; with --now reboot into it.
+    Rollback {
+        /// Reboot right away.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Stop taking updates until `resume`.
+    Pause,
+    /// Take updates again.
+    Resume,
+    /// Write grub.cfg for the boot entries next to `-o` (what ostree's grub2
+    /// backend runs as /usr/sbin/grub-mkconfig).
+    GrubMkconfig {
+        /// The grub.cfg to write (BOOT/loader.N/grub.cfg).
+        #[arg(short = 'o')]
+        output: PathBuf,
+    },
+    /// Print the effective settings (drop-ins merged) or their problems.
+    Settings,
+}

@@ -1,0 +1,112 @@
+//! atomic-update: the update agent every atomicbuild image carries.
+//!
+//! The host follows a branch of a signed OSTree repository that
+//! `atomicbuild publish` writes. The agent ([`agent`]) polls it, pulls a
+//! newer commit (libostree checks its GPG signature and the summary's
+//! against the keys the image ships in `/usr/share/atomic-update/keys`),
+//! stages it, arms GRUB's boot counter ([`bootcount`]) and reboots. After
+//! each boot it checks the system's health ([`health`]): a good boot clears
+//! the counter; a bad one reboots, using up a try; when the tries run out
+//! GRUB boots the previous deployment, and the agent makes that the
+//! default and remembers the commit as bad ([`state`]). Settings are TOML
+//! drop-ins ([`settings`]). ostree's grub2 backend regenerates `grub.cfg`
+//! through this binary ([`grubcfg`]) with the builder's own generator.
+#![deny(missing_docs)]
+
+pub mod agent;
+pub mod bootcount;
+pub mod cli;
+pub mod grubcfg;
+pub mod health;
+pub mod host;
+pub mod settings;
+pub mod state;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use cli::{Cli, Command};
+
+/// Where the first-boot agent writes etcd's configuration: a host with it
+/// is an etcd member.
+pub const ETCD_CONFIG: &str = "/etc/etcd/etcd.conf.yml";
+
+/// A line for the journal.
+pub fn log(msg: &str) {
+    println!("atomic-update: {msg}");
+}
+
+fn agent() -> Result<agent::Agent> {
+    let settings = settings::load(&settings::default_dirs())?
+        .context("no update settings: this image was built without [updates] and /etc/atomic-update/config.d sets none")?;
+    Ok(agent::Agent {
+        host: host::Host::open()?,
+        settings,
+        store: state::Store::new(Path::new(state::DIR)),
+        boot: agent::boot_dir(),
+    })
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::GrubMkconfig { output } => grubcfg::mkconfig(&output),
+        Command::Settings => {
+            match settings::load(&settings::default_dirs())? {
+                Some(s) => println!("{s:#?}"),
+                None => println!("no update settings"),
+            }
+            Ok(())
+        }
+        Command::Agent => run_agent(),
+        Command::Status => {
+            println!("{}", agent()?.status());
+            Ok(())
+        }
+        Command::Upgrade { now } => {
+            let said = agent()?.poll(now)?;
+            println!("{said}");
+            Ok(())
+        }
+        Command::Rollback { now } => agent()?.rollback(now),
+        Command::Pause | Command::Resume => {
+            let paused = matches!(cli.command, Command::Pause);
+            state::Store::new(Path::new(state::DIR)).set_paused(paused)?;
+            println!("updates {}", if paused { "paused" } else { "resumed" });
+            Ok(())
+        }
+    }
+}
+
+/// The service: check this boot, then poll every interval. Errors of one
+/// poll (the repository unreachable, a bad signature) are logged and
+/// polling goes on.
+fn run_agent() -> Result<()> {
+    let Some(settings) = settings::load(&settings::default_dirs())? else {
+        log("no update settings: nothing to do");
+        return Ok(());
+    };
+    let a = agent::Agent {
+        host: host::Host::open()?,
+        settings,
+        store: state::Store::new(Path::new(state::DIR)),
+        boot: agent::boot_dir(),
+    };
+    if a.boot_check()? {
+        return Ok(());
+    }
+    log(&format!(
+        "polling {} for {} every {} s",
+        a.settings.url.as_deref().unwrap_or(&a.settings.remote),
+        a.settings.ref_,
+        a.settings.poll_interval.as_secs()
+    ));
+    loop {
+        std::thread::sleep(a.settings.poll_interval);
+        match a.poll(true) {
+            Ok(said) => log(&said),
+            Err(e) => log(&format!("update failed: {e:#}")),
+        }
+    }
+}
