@@ -90,27 +90,7 @@ pub fn check(u: RawUpdates, ostree_ref: &str, dir: &std::path::Path, p: &mut Sco
     if u.keys.is_empty() {
         p.bad("keys", "no keys: hosts verify every update's signature; list the public key files that may sign them");
     }
-    let mut keys = Vec::new();
-    for (i, k) in u.keys.iter().enumerate() {
-        let path = dir.join(k);
-        match std::fs::read_to_string(&path) {
-            Ok(t) if t.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----") => keys.push(path),
-            Ok(_) => p.bad(
-                &format!("keys[{i}]"),
-                format!(
-                    "{} is not an armored OpenPGP public key (gpg --export --armor KEYID)",
-                    path.display()
-                ),
-            ),
-            Err(e) => p.bad(
-                &format!("keys[{i}]"),
-                format!(
-                    "cannot read {}: {e}; paths are relative to the manifest's directory",
-                    path.display()
-                ),
-            ),
-        }
-    }
+    let keys = check_keys(&u.keys, dir, p);
     let remote = u.remote.unwrap_or_else(|| DEFAULT_REMOTE.into());
     if !is_word(&remote) {
         p.bad(
@@ -156,4 +136,30 @@ pub fn check(u: RawUpdates, ostree_ref: &str, dir: &std::path::Path, p: &mut Sco
         tries: tries.clamp(1, 9) as u32,
         strategy,
     }
+}
+
+/// The key files that hold armored public keys.
+fn check_keys(keys: &[String], dir: &std::path::Path, p: &mut Scope) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let path = dir.join(k);
+        match std::fs::read_to_string(&path) {
+            Ok(t) if t.contains("-----BEGIN PGP PUBLIC KEY BLOCK-----") => found.push(path),
+            Ok(_) => p.bad(
+                &format!("keys[{i}]"),
+                format!(
+                    "{} is not an armored OpenPGP public key (gpg --export --armor KEYID)",
+                    path.display()
+                ),
+            ),
+            Err(e) => p.bad(
+                &format!("keys[{i}]"),
+                format!(
+                    "cannot read {}: {e}; paths are relative to the manifest's directory",
+                    path.display()
+                ),
+            ),
+        }
+    }
+    found
 }

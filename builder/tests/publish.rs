@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod keys;
+
 use atomicbuild::publish::{self, signing::Signing, Publish};
+use keys::key;
 
 fn run(argv: &[&str], env: &[(&str, &Path)]) -> (bool, String) {
     let mut c = Command::new(argv[0]);
@@ -28,52 +31,6 @@ fn ok(argv: &[&str]) -> String {
     let (ok, text) = run(argv, &[]);
     assert!(ok, "{}: {text}", argv.join(" "));
     text
-}
-
-/// A signing key: its armored secret and public key files in `dir`.
-fn key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let home = dir.join(format!("gnupg-{name}"));
-    std::fs::create_dir_all(&home).unwrap();
-    let h = home.display().to_string();
-    let uid = format!("atomicbuild test {name}");
-    ok(&[
-        "gpg",
-        "--homedir",
-        &h,
-        "--batch",
-        "--passphrase",
-        "",
-        "--quick-gen-key",
-        &uid,
-        "ed25519",
-        "sign",
-        "never",
-    ]);
-    let (secret, public) = (
-        dir.join(format!("{name}.sec.asc")),
-        dir.join(format!("{name}.asc")),
-    );
-    let s = ok(&[
-        "gpg",
-        "--homedir",
-        &h,
-        "--batch",
-        "--armor",
-        "--export-secret-keys",
-        &uid,
-    ]);
-    std::fs::write(&secret, s).unwrap();
-    let p = ok(&[
-        "gpg",
-        "--homedir",
-        &h,
-        "--batch",
-        "--armor",
-        "--export",
-        &uid,
-    ]);
-    std::fs::write(&public, p).unwrap();
-    (secret, public)
 }
 
 /// A commit of a one-file tree with `version` in the bare repo `src`.

@@ -22,6 +22,7 @@
 
 mod clouds;
 mod firstboot_vm;
+mod keys;
 mod vm;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,8 @@ struct Image {
     killed_left: Vec<String>,
     /// Mounts the killed build left below the work directory.
     killed_mounts: usize,
+    /// A key the image does not trust (its secret key file).
+    foreign_key: PathBuf,
 }
 
 /// One build or boot at a time.
@@ -74,15 +77,30 @@ fn image() -> &'static Image {
     }
 }
 
+/// The test case's manifest with `[updates]` and `[signing]` for keys made
+/// for this run (the release key signs, the image trusts it).
+fn test_manifest(dir: &Path) -> PathBuf {
+    let case = vm::repo_root().join("qemu-tests/001_k8s_host/host.toml");
+    let (secret, public) = keys::key(dir, "release");
+    vm::write_variant(&case, dir, |t| {
+        format!(
+            "{t}\n[updates]\nurl = \"http://10.0.2.2:9/unused\"\nkeys = [{:?}]\npoll_interval = \"1h\"\ntries = 1\n\n[signing]\nkey_file = {:?}\n",
+            public.display().to_string(),
+            secret.display().to_string()
+        )
+    })
+}
+
 /// Kill one build in its disk stage, then build for real.
 fn build_image() -> Image {
-    let manifest_path = vm::repo_root().join("qemu-tests/001_k8s_host/host.toml");
-    let m = atomicbuild::manifest::load(&manifest_path).unwrap();
     std::fs::create_dir_all("/var/tmp").unwrap();
     let tmp = tempfile::Builder::new()
         .prefix("atomicbuild-qemu-test.")
         .tempdir_in("/var/tmp")
         .unwrap();
+    let manifest_path = test_manifest(&tmp.path().join("main"));
+    let (foreign_key, _) = keys::key(tmp.path(), "foreign");
+    let m = atomicbuild::manifest::load(&manifest_path).unwrap();
     let out = tmp.path().join("out");
     let work = tmp.path().join("work");
     vm::interrupted_build(&manifest_path, &out, &work);
@@ -109,6 +127,7 @@ fn build_image() -> Image {
         raw_sha,
         killed_left,
         killed_mounts,
+        foreign_key,
     }
 }
 
@@ -380,16 +399,26 @@ fn boots_uefi_provisioned_and_bios_without_user_data_on_a_grown_disk() {
     pki.issue("client", &[]);
     let host_etcd = firstboot_vm::HostEtcd::start(&pki, tmp);
     let grown = grown_overlay(&bios_img, tmp, m.disk.size + GROWN_BY);
+    // The update repository, version 1 published, versions 2-4 built.
+    let updates = vm::updates::prepare(
+        &img.manifest_path,
+        &img.out,
+        &img.work,
+        &tmp.join("updates"),
+        &img.foreign_key,
+    );
+    let server = vm::updates::serve(&updates.repo);
+    let mut uefi = firstboot_vm::Guest::new("uefi-joined");
+    uefi.files.push((
+        "/etc/atomic-update/config.d/50-test.toml".into(),
+        vm::updates::settings(server.port),
+    ));
     let cases = [
-        (
-            Firmware::Uefi,
-            raw,
-            Some(firstboot_vm::Guest::new("uefi-joined")),
-            0,
-        ),
+        (Firmware::Uefi, raw, Some(uefi), 0),
         (Firmware::Bios, grown, None, GROWN_BY),
     ];
-    let failures = boot_all(img, cases, &pki, host_etcd.client_port);
+    let failures = boot_all(img, cases, &pki, host_etcd.client_port, &updates);
+    drop(server);
     if !failures.is_empty() {
         eprintln!(
             "host-side etcd log tail:\n{}",
@@ -431,31 +460,52 @@ fn boot_all(
     cases: [Case; 2],
     pki: &firstboot_vm::Pki,
     host_port: u16,
+    updates: &vm::updates::Updates,
 ) -> Vec<String> {
-    let mut handles = Vec::new();
-    for (fw, image, guest, grown_by) in cases {
-        let scratch = img.tmp.path().join(format!("vm-{fw:?}"));
-        std::fs::create_dir_all(&scratch).unwrap();
-        let config = guest.as_ref().map(|g| {
-            let config = scratch.join("user-data.toml");
-            std::fs::write(&config, g.config(pki, host_port)).unwrap();
-            config
-        });
-        let pki = pki.clone();
-        handles.push(std::thread::spawn(move || {
-            let forward = guest.as_ref().map(|g| g.forward()).unwrap_or_default();
-            let r = vm::boot::boot(&image, fw, &scratch, config.as_deref(), forward, || {
-                guest
-                    .as_ref()
-                    .map(|g| g.check_from_host(&pki, host_port))
-                    .unwrap_or_default()
+    std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for (fw, image, guest, grown_by) in cases {
+            let scratch = img.tmp.path().join(format!("vm-{fw:?}"));
+            std::fs::create_dir_all(&scratch).unwrap();
+            let config = guest.as_ref().map(|g| {
+                let config = scratch.join("user-data.toml");
+                std::fs::write(&config, g.config(pki, host_port)).unwrap();
+                config
             });
-            (fw, guest, grown_by, r)
-        }));
-    }
+            handles.push(s.spawn(move || {
+                let forward = guest.as_ref().map(|g| g.forward()).unwrap_or_default();
+                let report = scratch.join("checks.log");
+                let r = vm::boot::boot(&image, fw, &scratch, config.as_deref(), forward, || {
+                    let Some(g) = guest.as_ref() else {
+                        return Vec::new();
+                    };
+                    // While the provisioned guest runs: etcd from this
+                    // side, then the updates it takes by itself.
+                    let mut bad = g.check_from_host(pki, host_port);
+                    bad.extend(vm::updates::scenario(updates, &report));
+                    bad
+                });
+                (fw, guest, grown_by, r)
+            }));
+        }
+        judge(
+            img,
+            handles.into_iter().map(|h| h.join().unwrap()).collect(),
+        )
+    })
+}
+
+type Boot = (
+    Firmware,
+    Option<firstboot_vm::Guest>,
+    u64,
+    Result<(String, String, Vec<String>), String>,
+);
+
+/// Every failure of the boots, with the console's tail.
+fn judge(img: &Image, boots: Vec<Boot>) -> Vec<String> {
     let mut failures = Vec::new();
-    for h in handles {
-        let (fw, guest, grown_by, result) = h.join().unwrap();
+    for (fw, guest, grown_by, result) in boots {
         let (report, console, outside) = match result {
             Err(e) => {
                 failures.push(format!("[{fw:?}] {e}"));

@@ -253,6 +253,8 @@ pub struct Guest {
     /// 127.0.0.1 ports forwarded to the guest's 2379 and 2380.
     pub client_port: u16,
     pub peer_port: u16,
+    /// More files the agent writes: (path, contents).
+    pub files: Vec<(String, String)>,
 }
 
 /// The second login user the agent creates, and its key.
@@ -265,6 +267,7 @@ impl Guest {
             name: name.to_string(),
             client_port: free_port(),
             peer_port: free_port(),
+            files: Vec::new(),
         }
     }
 
@@ -283,9 +286,15 @@ impl Guest {
         pki.issue(&self.name, &["127.0.0.1", "10.0.2.15"]);
         let mode =
             format!("mode = \"join\"\nendpoints = [\"https://10.0.2.2:{host_client_port}\"]");
+        let files: String = self
+            .files
+            .iter()
+            .map(|(p, c)| format!("\n[[files]]\npath = \"{p}\"\ncontents = \"\"\"\n{c}\"\"\"\n"))
+            .collect();
         format!(
             r#"version = 1
 hostname = "{hostname}"
+{files}
 
 [[users]]
 name = "{FB_USER}"

@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod report;
+pub mod updates;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,296 @@
+//! The atomic-update scenario of the VM test: an update repository on this
+//! machine (served on 127.0.0.1, which the guest reaches as 10.0.2.2),
+//! versions 2, 3 and 4 of the test image built ahead, and, while the
+//! provisioned guest runs on its own (nothing is sent into it), version 2
+//! published (the guest pulls, reboots and keeps it), version 3 whose
+//! required check fails published (the guest reboots into it, fails, GRUB
+//! boots version 2 again, the agent marks 3 bad), version 4 signed by
+//! another key published (refused for its signature).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cmd::tail;
+
+use super::{build_cmd, write_variant};
+
+/// A static HTTP server for the repository.
+pub struct Server {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serve `dir` on 127.0.0.1.
+pub fn serve(dir: &Path) -> Server {
+    let port = crate::firstboot_vm::free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting python3 -m http.server");
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the HTTP server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Server { child, port }
+}
+
+/// One version of the test image, built.
+pub struct Version {
+    /// `[image] version`.
+    pub number: u32,
+    manifest: PathBuf,
+    out: PathBuf,
+}
+
+/// The update repository and the versions to publish into it.
+pub struct Updates {
+    /// The archive repository.
+    pub repo: PathBuf,
+    /// Versions 2, 3 and 4.
+    pub versions: Vec<Version>,
+}
+
+/// What user data gives the agent: the repository on this machine, a short
+/// poll interval, one try.
+pub fn settings(port: u16) -> String {
+    format!("url = \"http://10.0.2.2:{port}/\"\npoll_interval = \"10s\"\ntries = 1\n")
+}
+
+/// Publish version 1 (the test image, `manifest` built into `out`) and build
+/// versions 2 to 4 in `dir`: 2 changes a file of /usr, 3 ships a check.d
+/// script that fails, 4 is signed with `foreign_key`.
+pub fn prepare(
+    manifest: &Path,
+    out: &Path,
+    work: &Path,
+    dir: &Path,
+    foreign_key: &Path,
+) -> Updates {
+    let repo = dir.join("repo");
+    let t = Instant::now();
+    publish(manifest, out, &repo);
+    eprintln!("published version 1 in {:.0}s", t.elapsed().as_secs_f64());
+    let mut versions = Vec::new();
+    for n in [2u32, 3, 4] {
+        let vdir = dir.join(format!("v{n}"));
+        let variant = write_variant(manifest, &vdir, |t| {
+            let t = t.replace("version = \"1\"", &format!("version = \"{n}\""));
+            match n {
+                4 => t.replace(
+                    &format!("{}", manifest.with_file_name("release.sec.asc").display()),
+                    &foreign_key.display().to_string(),
+                ),
+                _ => t,
+            }
+        });
+        std::fs::write(
+            vdir.join("overlay/usr/share/atomicbuild-test/marker"),
+            format!("v{n}\n"),
+        )
+        .unwrap();
+        if n == 3 {
+            let check = vdir.join("overlay/usr/lib/atomic-update/check.d/50-test-fails");
+            std::fs::create_dir_all(check.parent().unwrap()).unwrap();
+            std::fs::write(
+                &check,
+                "#!/bin/sh\necho 'version 3 is broken on purpose'\nexit 1\n",
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let vout = vdir.join("out");
+        let o = build_cmd(&variant, &vout, work).output().unwrap();
+        assert!(
+            o.status.success(),
+            "building version {n} failed:\n{}",
+            tail(&String::from_utf8_lossy(&o.stderr), 30)
+        );
+        versions.push(Version {
+            number: n,
+            manifest: variant,
+            out: vout,
+        });
+    }
+    Updates { repo, versions }
+}
+
+/// `atomicbuild publish` of the build of `manifest` in `out`; its output.
+fn publish(manifest: &Path, out: &Path, repo: &Path) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
+        .arg("publish")
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--output")
+        .arg(out)
+        .arg("--repo")
+        .arg(repo)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "publishing {} failed:\n{text}",
+        manifest.display()
+    );
+    eprintln!("{}", text.trim());
+    text
+}
+
+/// Wait until the report has a line for which `found` holds (searching
+/// from byte `from`); the report's length then.
+fn wait_for(
+    report: &Path,
+    from: usize,
+    what: &str,
+    limit: Duration,
+    found: impl Fn(&str) -> bool,
+) -> Result<usize, String> {
+    let t = Instant::now();
+    loop {
+        let text = String::from_utf8_lossy(&std::fs::read(report).unwrap_or_default()).into_owned();
+        let new = &text[from.min(text.len())..];
+        if new.lines().any(&found) {
+            eprintln!("[updates] {what} after {:.0}s", t.elapsed().as_secs_f64());
+            return Ok(text.len());
+        }
+        if t.elapsed() > limit {
+            return Err(format!(
+                "{what}: not seen within {} s; the report's tail:\n{}",
+                limit.as_secs(),
+                tail(new, 40)
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn has(line: &str, prefix: &str, parts: &[&str]) -> bool {
+    line.contains(prefix) && parts.iter().all(|p| line.contains(p))
+}
+
+/// The scenario, run while the provisioned guest runs: every failure.
+pub fn scenario(u: &Updates, report: &Path) -> Vec<String> {
+    match run_scenario(u, report) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![format!("updates: {e}")],
+    }
+}
+
+fn run_scenario(u: &Updates, report: &Path) -> Result<(), String> {
+    let limit = Duration::from_secs(15 * 60);
+    let mut at = wait_for(report, 0, "the agent polls version 1", limit, |l| {
+        has(l, "ABLOG", &["up to date (version 1)"])
+    })?;
+    let v = |n: u32| u.versions.iter().find(|v| v.number == n).unwrap();
+    let t = Instant::now();
+    eprintln!("{}", publish(&v(2).manifest, &v(2).out, &u.repo).trim());
+    at = wait_for(report, at, "version 2 pulled", limit, |l| {
+        has(l, "ABLOG", &["pulled version 2", "bytes"])
+    })?;
+    at = wait_for(
+        report,
+        at,
+        "version 2 booted with the new file and the /etc edit",
+        limit,
+        |l| has(l, "ABBOOT", &["marker=v2", "etc-edit=hold"]),
+    )?;
+    at = wait_for(report, at, "version 2 marked good", limit, |l| {
+        has(l, "ABLOG", &["version 2 is healthy: marked good"])
+    })?;
+    eprintln!(
+        "[updates] publish of version 2 to marked good: {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    eprintln!("{}", publish(&v(3).manifest, &v(3).out, &u.repo).trim());
+    at = wait_for(
+        report,
+        at,
+        "version 3 booted by the counter's last try",
+        limit,
+        |l| has(l, "ABBOOT", &["marker=v3", "boot_counter=0"]),
+    )?;
+    at = wait_for(
+        report,
+        at,
+        "version 3's required check failed",
+        limit,
+        |l| {
+            has(
+                l,
+                "ABLOG",
+                &["health check failed", "50-test-fails", "exit 1"],
+            )
+        },
+    )?;
+    // GRUB found the counter at 0 and booted version 2 while version 3 was
+    // still the first boot entry; the agent made 2 the default, 3 bad.
+    at = wait_for(report, at, "GRUB booted version 2 again", limit, |l| {
+        has(l, "ABBOOT", &["marker=v2", "boot_counter=0"])
+    })?;
+    at = wait_for(report, at, "the agent rolled back", limit, |l| {
+        has(
+            l,
+            "ABLOG",
+            &[
+                "rolled back: GRUB booted version 2 after version 3 used its tries",
+                "version 3 is marked bad",
+            ],
+        )
+    })?;
+    at = wait_for(
+        report,
+        at,
+        "status: version 3 bad, version 2 default",
+        limit,
+        |l| has(l, "ABSTATUS", &["bad:      version 3"]),
+    )?;
+    wait_for(report, at, "status: version 2 the default", limit, |l| {
+        has(l, "ABSTATUS", &["default:  version 2"])
+    })?;
+
+    eprintln!("{}", publish(&v(4).manifest, &v(4).out, &u.repo).trim());
+    at = wait_for(
+        report,
+        at,
+        "version 4 refused for its signature",
+        limit,
+        |l| {
+            has(l, "ABLOG", &["update failed: refused"])
+                && (l.contains("GPG") || l.to_lowercase().contains("signature"))
+        },
+    )?;
+    wait_for(
+        report,
+        at,
+        "nothing staged after the refusal",
+        Duration::from_secs(60),
+        |l| has(l, "ABSTATUS", &["staged:   -"]),
+    )?;
+    Ok(())
+}
