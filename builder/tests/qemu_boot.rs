@@ -37,8 +37,8 @@ use vm::{build_cmd, build_variant, build_variant_with, final_names, stage_entry,
 
 /// The test image, built once for all tests.
 struct Image {
-    /// Holds every directory below; removed at exit.
-    tmp: tempfile::TempDir,
+    /// Holds every directory below; removed at exit (see vm::scratch).
+    tmp: PathBuf,
     manifest_path: PathBuf,
     m: atomicbuild::manifest::Manifest,
     out: PathBuf,
@@ -93,16 +93,12 @@ fn test_manifest(dir: &Path) -> PathBuf {
 
 /// Kill one build in its disk stage, then build for real.
 fn build_image() -> Image {
-    std::fs::create_dir_all("/var/tmp").unwrap();
-    let tmp = tempfile::Builder::new()
-        .prefix("atomicbuild-qemu-test.")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let manifest_path = test_manifest(&tmp.path().join("main"));
-    let (foreign_key, _) = keys::key(tmp.path(), "foreign");
+    let tmp = vm::scratch::create();
+    let manifest_path = test_manifest(&tmp.join("main"));
+    let (foreign_key, _) = keys::key(&tmp, "foreign");
     let m = atomicbuild::manifest::load(&manifest_path).unwrap();
-    let out = tmp.path().join("out");
-    let work = tmp.path().join("work");
+    let out = tmp.join("out");
+    let work = tmp.join("work");
     vm::interrupted_build(&manifest_path, &out, &work);
     let killed_left = final_names(&out);
     let killed_mounts = atomicbuild::fsutil::mounts_under(&work).unwrap().len();
@@ -223,7 +219,7 @@ fn unchanged_inputs_are_up_to_date_and_the_object_store_intact() {
 
 /// A variant's own directory, its outputs on a tmpfs.
 fn variant(name: &str) -> (PathBuf, PathBuf, Tmpfs) {
-    let dir = image().tmp.path().join(name);
+    let dir = image().tmp.join(name);
     let out = dir.join("out");
     let fs = Tmpfs::mount(&out, "8G");
     (dir, out, fs)
@@ -235,7 +231,7 @@ fn a_comment_and_upload_entries_change_no_stage_and_uploads_reach_moto_and_glanc
     let _t = turn();
     let (dir, out, _fs) = variant("comment");
     let t = Instant::now();
-    let tmp = img.tmp.path();
+    let tmp = &img.tmp;
     let moto = clouds::Moto::start(tmp);
     let os = clouds::OpenStack::start(&tmp.join("openstack"));
     eprintln!(
@@ -344,7 +340,7 @@ fn an_overlay_change_redoes_commit_and_disk_and_the_cache_crosses_file_systems()
 fn a_full_output_file_system_fails_clearly_and_leaves_no_temporary_file() {
     let img = image();
     let _t = turn();
-    let dir = img.tmp.path().join("full");
+    let dir = img.tmp.join("full");
     let out = dir.join("out");
     let small = Tmpfs::mount(&out, "300M");
     let variant = vm::write_variant(&img.manifest_path, &dir, |t| t.to_string());
@@ -380,7 +376,7 @@ fn a_full_output_file_system_fails_clearly_and_leaves_no_temporary_file() {
 fn boots_uefi_provisioned_and_bios_without_user_data_on_a_grown_disk() {
     let img = image();
     let _t = turn();
-    let (m, stem, tmp) = (&img.m, img.m.stem(), img.tmp.path());
+    let (m, stem, tmp) = (&img.m, img.m.stem(), &img.tmp);
     // UEFI boots the raw image, BIOS the qcow2 the native writer made from
     // it (both as throw-away snapshots), so one boot each checks both.
     let raw = img.out.join(format!("{stem}.raw"));
@@ -465,7 +461,7 @@ fn boot_all(
     std::thread::scope(|s| {
         let mut handles = Vec::new();
         for (fw, image, guest, grown_by) in cases {
-            let scratch = img.tmp.path().join(format!("vm-{fw:?}"));
+            let scratch = img.tmp.join(format!("vm-{fw:?}"));
             std::fs::create_dir_all(&scratch).unwrap();
             let config = guest.as_ref().map(|g| {
                 let config = scratch.join("user-data.toml");

@@ -160,7 +160,7 @@ impl Agent {
         let (head, _) = self
             .host
             .pull(&s.remote, &s.ref_, true)
-            .context("refused")?;
+            .context("nothing taken")?;
         let version = self.host.version(&head);
         if head == booted.commit {
             return Ok(format!("up to date (version {version})"));

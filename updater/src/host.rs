@@ -109,7 +109,9 @@ impl Host {
         let cfg = repo.copy_config();
         cfg.set_string(&format!("remote \"{remote}\""), "url", url);
         repo.write_config(&cfg)
-            .with_context(|| format!("setting the URL of remote {remote}"))
+            .with_context(|| format!("setting the URL of remote {remote}"))?;
+        repo.reload_config(none())
+            .context("reloading the repository's configuration")
     }
 
     /// Pull `remote:ref` (only its commit object with `commit_only`); the
@@ -122,9 +124,14 @@ impl Host {
             opts.insert("flags", ostree::RepoPullFlags::COMMIT_ONLY.bits() as i32);
         }
         let progress = ostree::AsyncProgress::new();
-        repo.pull_with_options(remote, &opts.end(), Some(&progress), none())
+        let pulled = repo
+            .pull_with_options(remote, &opts.end(), Some(&progress), none())
             .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("pulling {remote}:{ref_}"))?;
+            .with_context(|| format!("pulling {remote}:{ref_}"));
+        // Clear the progress' pending sources from the main context; left
+        // there, they fire on the freed object during the next pull.
+        progress.finish();
+        pulled?;
         let commit = repo
             .resolve_rev(&format!("{remote}:{ref_}"), false)?
             .context("the pulled ref resolves to nothing")?
@@ -139,6 +146,15 @@ impl Host {
             .sysroot
             .booted_deployment()
             .context("no booted deployment")?;
+        // An empty list here is not "inherit": libostree would stage the
+        // deployment with no kernel arguments at all (no root=, no console=),
+        // so pass the booted ones on explicitly.
+        let options = booted
+            .bootconfig()
+            .and_then(|b| b.get("options"))
+            .context("the booted deployment has no kernel arguments")?;
+        let kargs = inherited_kargs(&options);
+        let kargs: Vec<&str> = kargs.iter().map(String::as_str).collect();
         let d = self
             .sysroot
             .stage_tree(
@@ -146,7 +162,7 @@ impl Host {
                 commit,
                 booted.origin().as_ref(),
                 Some(&booted),
-                &[],
+                &kargs,
                 none(),
             )
             .with_context(|| format!("staging {commit}"))?;
@@ -186,5 +202,31 @@ impl Host {
         }
         self.sysroot.cleanup(none()).context("cleaning up")?;
         self.reload()
+    }
+}
+
+/// The kernel arguments a new deployment inherits from `options` (a boot
+/// entry's line): all but `ostree=`, which libostree sets for each deployment.
+fn inherited_kargs(options: &str) -> Vec<String> {
+    options
+        .split_whitespace()
+        .filter(|a| !a.starts_with("ostree="))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_deployment_keeps_the_booted_kernel_arguments_but_ostree() {
+        assert_eq!(
+            inherited_kargs(
+                "root=LABEL=root rw console=ttyS0,115200  ostree=/ostree/boot.1/d/abc/0 quiet"
+            ),
+            ["root=LABEL=root", "rw", "console=ttyS0,115200", "quiet"]
+        );
+        assert!(inherited_kargs("").is_empty());
     }
 }

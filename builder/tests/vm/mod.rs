@@ -3,6 +3,7 @@
 
 pub mod boot;
 pub mod report;
+pub mod scratch;
 pub mod updates;
 
 use std::io::{BufRead, BufReader};
@@ -88,7 +89,7 @@ pub fn build_variant(
 /// Write the variant's manifest (and copy the test overlay once); its path.
 pub fn write_variant(manifest: &Path, dir: &Path, edit: impl Fn(&str) -> String) -> PathBuf {
     let src = manifest.parent().unwrap();
-    let shared = src.join("../../overlays/k8s-node").canonicalize().unwrap();
+    let shared = repo_root().join("overlays/k8s-node");
     if !dir.join("overlay").exists() {
         std::fs::create_dir_all(dir).unwrap();
         let cp = Command::new("cp")

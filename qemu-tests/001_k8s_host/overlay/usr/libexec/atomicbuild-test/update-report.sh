@@ -7,7 +7,7 @@ exec >>/dev/ttyS1 2>&1
 n=$(($(cat /var/lib/atomicbuild-test-boots 2>/dev/null || echo 0) + 1))
 echo "$n" > /var/lib/atomicbuild-test-boots
 say() { while IFS= read -r l; do echo "$1 $n| $l"; done; }
-echo "ABBOOT $n| marker=$(cat /usr/share/atomicbuild-test/marker) etc-edit=$(cat /etc/atomicbuild-test/hold 2>/dev/null || echo missing) $(grep -a -o 'boot_counter=[0-9]*' /boot/grub/grubenv || echo no-counter)"
+echo "ABBOOT $n| marker=$(cat /usr/share/atomicbuild-test/marker) etc-edit=$(cat /etc/atomicbuild-test/hold 2>/dev/null || echo missing) $(grep -a -o 'boot_counter=[0-9]*' /boot/grub/grubenv || echo no-counter) $(grep -o 'console=ttyS0[^ ]*' /proc/cmdline || echo console=none)"
 journalctl -b -f -u atomic-update -o cat | say ABLOG &
 while true; do
   /usr/libexec/atomic-update status 2>&1 | say ABSTATUS
