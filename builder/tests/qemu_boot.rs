@@ -403,6 +403,15 @@ fn boots_uefi_provisioned_and_bios_without_user_data_on_a_grown_disk() {
         &tmp.join("updates"),
         &img.foreign_key,
     );
+    let chroot_repo = vm::updates::repo_with_version_2(&updates, &tmp.join("chroot-repo"));
+    let chroot_server = vm::updates::serve(&chroot_repo);
+    let t = Instant::now();
+    let mut failures = vm::chroot::scenario(&raw, chroot_server.port, &tmp.join("chroot"));
+    eprintln!(
+        "atomic-update in a chroot of the image: {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
+    drop(chroot_server);
     let server = vm::updates::serve(&updates.repo);
     let mut uefi = firstboot_vm::Guest::new("uefi-joined");
     uefi.files.push((
@@ -413,7 +422,7 @@ fn boots_uefi_provisioned_and_bios_without_user_data_on_a_grown_disk() {
         (Firmware::Uefi, raw, Some(uefi), 0),
         (Firmware::Bios, grown, None, GROWN_BY),
     ];
-    let failures = boot_all(img, cases, &pki, host_etcd.client_port, &updates);
+    failures.extend(boot_all(img, cases, &pki, host_etcd.client_port, &updates));
     drop(server);
     if !failures.is_empty() {
         eprintln!(

@@ -234,12 +234,17 @@ impl Agent {
         out.join("\n")
     }
 
-    /// `rollback`: the previous deployment becomes the default.
+    /// `rollback`: a pending update (staged, or the default but not yet
+    /// booted) is dropped and the booted deployment stays the default;
+    /// otherwise the previous deployment becomes the default.
     pub fn rollback(&self, now: bool) -> Result<()> {
         let st = self.host.status();
-        let to = st
-            .rollback
-            .context("there is no deployment to roll back to")?;
+        let pending = st.staged.is_some() || !same(&st.booted, &st.default);
+        let to = match pending {
+            true => st.booted,
+            false => st.rollback,
+        }
+        .context("there is no deployment to roll back to")?;
         self.host.make_default(&to.commit, None)?;
         bootcount::write(&self.boot, None)?;
         log(&format!("version {} is the default now", to.version));

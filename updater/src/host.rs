@@ -51,6 +51,15 @@ impl Host {
         Ok(Host { sysroot })
     }
 
+    /// Run `f` holding the sysroot's lock, as `ostree admin` does, so a
+    /// command run by hand meanwhile waits instead of racing.
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.sysroot.lock().context("locking the OSTree sysroot")?;
+        let r = f();
+        self.sysroot.unlock();
+        r
+    }
+
     fn reload(&self) -> Result<()> {
         self.sysroot
             .load(none())
@@ -84,12 +93,15 @@ impl Host {
         let deps = self.sysroot.deployments();
         let booted = self.sysroot.booted_deployment();
         let staged = self.sysroot.staged_deployment();
-        let same = |a: &ostree::Deployment, b: &Option<ostree::Deployment>| {
-            b.as_ref().is_some_and(|b| a.equal(b))
-        };
-        let rollback = deps
+        // As libostree counts it: the rollback deployment follows the
+        // booted one (those before it are pending).
+        let after_booted = booted
+            .as_ref()
+            .and_then(|b| deps.iter().position(|d| d.equal(b)))
+            .map_or(0, |i| i + 1);
+        let rollback = deps[after_booted.min(deps.len())..]
             .iter()
-            .find(|d| !same(d, &booted) && !same(d, &staged))
+            .find(|d| !staged.as_ref().is_some_and(|s| d.equal(s)))
             .map(|d| self.dep(d));
         Status {
             booted: booted.as_ref().map(|d| self.dep(d)),
@@ -155,17 +167,18 @@ impl Host {
             .context("the booted deployment has no kernel arguments")?;
         let kargs = inherited_kargs(&options);
         let kargs: Vec<&str> = kargs.iter().map(String::as_str).collect();
-        let d = self
-            .sysroot
-            .stage_tree(
-                Some(&booted.osname()),
-                commit,
-                booted.origin().as_ref(),
-                Some(&booted),
-                &kargs,
-                none(),
-            )
-            .with_context(|| format!("staging {commit}"))?;
+        let d = self.locked(|| {
+            self.sysroot
+                .stage_tree(
+                    Some(&booted.osname()),
+                    commit,
+                    booted.origin().as_ref(),
+                    Some(&booted),
+                    &kargs,
+                    none(),
+                )
+                .with_context(|| format!("staging {commit}"))
+        })?;
         let dep = self.dep(&d);
         self.reload()?;
         Ok(dep)
@@ -175,32 +188,38 @@ impl Host {
     /// the others (without `drop`, a bad commit); then drop deployments
     /// beyond it and one to fall back to.
     pub fn make_default(&self, commit: &str, drop: Option<&str>) -> Result<()> {
-        let deps = self.sysroot.deployments();
-        let Some(first) = deps.iter().find(|d| d.csum() == commit).cloned() else {
-            bail!("no deployment of {commit}");
-        };
-        let mut order = vec![first.clone()];
-        order.extend(
-            deps.into_iter()
-                .filter(|d| !d.equal(&first) && Some(d.csum().as_str()) != drop),
-        );
-        order.truncate(2);
-        self.sysroot
-            .write_deployments(&order, none())
-            .context("writing the new order of the deployments")?;
+        // libostree knows its deployments by pointer (the booted one must be
+        // in the list, as the very object), and `Deployment::clone()` is
+        // `ostree_deployment_clone`, a new object: move them, never clone.
+        self.locked(|| {
+            self.reload()?;
+            let mut rest = self.sysroot.deployments();
+            let Some(at) = rest.iter().position(|d| d.csum() == commit) else {
+                bail!("no deployment of {commit}");
+            };
+            let mut order = vec![rest.remove(at)];
+            order.extend(rest.into_iter().filter(|d| Some(d.csum().as_str()) != drop));
+            order.truncate(2);
+            self.sysroot
+                .write_deployments(&order, none())
+                .context("writing the new order of the deployments")
+        })?;
         self.reload()
     }
 
     /// Keep the booted deployment and one to fall back to; remove the rest
     /// (and what only they used).
     pub fn trim(&self) -> Result<()> {
-        let deps = self.sysroot.deployments();
-        if deps.len() > 2 && self.sysroot.staged_deployment().is_none() {
-            self.sysroot
-                .write_deployments(&deps[..2], none())
-                .context("removing old deployments")?;
-        }
-        self.sysroot.cleanup(none()).context("cleaning up")?;
+        self.locked(|| {
+            self.reload()?;
+            let deps = self.sysroot.deployments();
+            if deps.len() > 2 && self.sysroot.staged_deployment().is_none() {
+                self.sysroot
+                    .write_deployments(&deps[..2], none())
+                    .context("removing old deployments")?;
+            }
+            self.sysroot.cleanup(none()).context("cleaning up")
+        })?;
         self.reload()
     }
 }

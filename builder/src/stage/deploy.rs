@@ -23,9 +23,18 @@ pub const BASE_KARGS: &[&str] = &[
     "console=ttyS0,115200",
 ];
 
+/// With `[updates]`, a boot that cannot get to the update agent still uses
+/// up one of GRUB's tries: a kernel panic and a failed initramfs (dracut's
+/// emergency) reboot instead of waiting forever. Without a boot counter,
+/// such a reboot would only loop, so other images stop as before.
+pub const UPDATES_KARGS: &[&str] = &["panic=10", "rd.emergency=reboot"];
+
 /// The kernel command line of the manifest's deployment.
 pub fn kargs(m: &Manifest) -> Vec<String> {
     let mut k: Vec<String> = BASE_KARGS.iter().map(|s| s.to_string()).collect();
+    if m.updates.is_some() {
+        k.extend(UPDATES_KARGS.iter().map(|s| s.to_string()));
+    }
     k.extend(m.firstboot.kernel_args());
     k.extend(m.kernel_args.iter().cloned());
     k
@@ -153,4 +162,33 @@ fn new_sysroot(path: &std::path::Path, osname: &str) -> Result<ostree::Sysroot> 
         .context("configuring the sysroot repository")?;
 
     Ok(sysroot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn manifest(dir: &Path, extra: &str) -> Manifest {
+        std::fs::write(dir.join("k.asc"), "-----BEGIN PGP PUBLIC KEY BLOCK-----\n").unwrap();
+        let src = format!(
+            "[image]\nname = \"t\"\nversion = \"1\"\n[base]\ndistro = \"debian\"\nrelease = \"bookworm\"\n[ostree]\nref = \"r\"\nosname = \"debian\"\n{extra}"
+        );
+        crate::manifest::parse_str(&src, &dir.join("t.toml"), dir, "x".into()).unwrap()
+    }
+
+    #[test]
+    fn only_images_with_updates_reboot_on_a_panic_or_an_initramfs_failure() {
+        let d = tempfile::tempdir().unwrap();
+        let plain = kargs(&manifest(d.path(), ""));
+        assert!(!plain.iter().any(|a| a.starts_with("panic=")), "{plain:?}");
+        let updating = kargs(&manifest(
+            d.path(),
+            "[updates]\nurl = \"http://updates.example/repo\"\nkeys = [\"k.asc\"]\n",
+        ));
+        for a in UPDATES_KARGS {
+            assert!(updating.iter().any(|k| k == a), "{a} missing: {updating:?}");
+        }
+        assert_eq!(updating[..BASE_KARGS.len()], *BASE_KARGS);
+    }
 }

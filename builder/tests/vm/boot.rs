@@ -61,9 +61,12 @@ pub fn boot(
                 "[{firmware:?}] guest checks done after {:.0}s",
                 start.elapsed().as_secs_f64()
             );
+            // The report of this boot: what `outside` does may reboot the
+            // guest, whose later boots report again.
+            let first = read_console(&report);
             let found = outside();
             running.stop();
-            return Ok((read_console(&report), read_console(&log), found));
+            return Ok((first, read_console(&log), found));
         }
         let exited = match running.check() {
             Ok(st) => st,

@@ -2,6 +2,7 @@
 //! output directories on other file systems, boots and their reports.
 
 pub mod boot;
+pub mod chroot;
 pub mod report;
 pub mod scratch;
 pub mod updates;

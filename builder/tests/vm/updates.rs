@@ -92,7 +92,11 @@ pub fn prepare(
     let repo = dir.join("repo");
     let t = Instant::now();
     publish(manifest, out, &repo);
-    eprintln!("published version 1 in {:.0}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "published version 1 in {:.0}s; the whole commit in the archive repository: {} bytes",
+        t.elapsed().as_secs_f64(),
+        bytes_under(&repo.join("objects"))
+    );
     let mut versions = Vec::new();
     for n in [2u32, 3, 4] {
         let vdir = dir.join(format!("v{n}"));
@@ -138,8 +142,38 @@ pub fn prepare(
     Updates { repo, versions }
 }
 
-/// `atomicbuild publish` of the build of `manifest` in `out`; its output.
-fn publish(manifest: &Path, out: &Path, repo: &Path) -> String {
+/// A copy of the repository (version 1) with version 2 published: for the
+/// chroot scenario, which must not touch what the guest sees.
+pub fn repo_with_version_2(u: &Updates, copy: &Path) -> PathBuf {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&u.repo)
+        .arg(copy)
+        .status()
+        .unwrap();
+    assert!(st.success(), "copying the update repository failed");
+    let v2 = u.versions.iter().find(|v| v.number == 2).unwrap();
+    publish(&v2.manifest, &v2.out, copy);
+    copy.to_owned()
+}
+
+/// The bytes of the files below `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// `atomicbuild publish` of the build of `manifest` in `out` (its output
+/// goes to the test's log).
+fn publish(manifest: &Path, out: &Path, repo: &Path) {
     let o = Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
         .arg("publish")
         .arg("--manifest")
@@ -158,7 +192,6 @@ fn publish(manifest: &Path, out: &Path, repo: &Path) -> String {
         manifest.display()
     );
     eprintln!("{}", text.trim());
-    text
 }
 
 /// Wait until the report has a line for which `found` holds (searching
@@ -210,7 +243,7 @@ fn run_scenario(u: &Updates, report: &Path) -> Result<(), String> {
     })?;
     let v = |n: u32| u.versions.iter().find(|v| v.number == n).unwrap();
     let t = Instant::now();
-    eprintln!("{}", publish(&v(2).manifest, &v(2).out, &u.repo).trim());
+    publish(&v(2).manifest, &v(2).out, &u.repo);
     at = wait_for(report, at, "version 2 pulled", limit, |l| {
         has(l, "ABLOG", &["pulled version 2", "bytes"])
     })?;
@@ -235,7 +268,7 @@ fn run_scenario(u: &Updates, report: &Path) -> Result<(), String> {
         t.elapsed().as_secs_f64()
     );
 
-    eprintln!("{}", publish(&v(3).manifest, &v(3).out, &u.repo).trim());
+    publish(&v(3).manifest, &v(3).out, &u.repo);
     at = wait_for(
         report,
         at,
@@ -288,7 +321,7 @@ fn run_scenario(u: &Updates, report: &Path) -> Result<(), String> {
         has(l, "ABSTATUS", &["default:  version 2"])
     })?;
 
-    eprintln!("{}", publish(&v(4).manifest, &v(4).out, &u.repo).trim());
+    publish(&v(4).manifest, &v(4).out, &u.repo);
     at = wait_for(
         report,
         at,
