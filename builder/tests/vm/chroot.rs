@@ -137,6 +137,7 @@ fn extract(raw: &Path, n: usize, img: &Path, dir: &Path) {
 }
 
 fn sysroot(raw: &Path, dir: &Path) -> Sysroot {
+    std::fs::create_dir_all(dir).unwrap();
     let phys = dir.join("phys");
     let boot = dir.join("boot");
     extract(raw, 4, &dir.join("root.img"), &phys);
@@ -159,7 +160,15 @@ fn sysroot(raw: &Path, dir: &Path) -> Sysroot {
 /// The scenario against `raw` (version 1) with `repo` served on `port`
 /// (holding versions 1 and 2): every failure.
 pub fn scenario(raw: &Path, port: u16, dir: &Path) -> Vec<String> {
-    match run(raw, port, dir) {
+    // A broken set-up fails this scenario, not the boots after it.
+    let ran = std::panic::catch_unwind(|| run(raw, port, dir)).unwrap_or_else(|p| {
+        Err(p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default())
+    });
+    match ran {
         Ok(()) => Vec::new(),
         Err(e) => vec![format!("atomic-update in a chroot of the image: {e}")],
     }
