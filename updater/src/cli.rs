@@ -29,7 +29,8 @@ pub enum Command {
         #[arg(long)]
         now: bool,
     },
-    /// Make the previous deployment the default; with --now reboot into it.
+    /// Drop a pending update (staged, or the default but not booted yet), or
+    /// else make the previous deployment the default; with --now reboot.
     Rollback {
         /// Reboot right away.
         #[arg(long)]

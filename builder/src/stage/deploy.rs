@@ -172,7 +172,7 @@ mod tests {
     fn manifest(dir: &Path, extra: &str) -> Manifest {
         std::fs::write(dir.join("k.asc"), "-----BEGIN PGP PUBLIC KEY BLOCK-----\n").unwrap();
         let src = format!(
-            "[image]\nname = \"t\"\nversion = \"1\"\n[base]\ndistro = \"debian\"\nrelease = \"bookworm\"\n[ostree]\nref = \"r\"\nosname = \"debian\"\n{extra}"
+            "[image]\nname = \"t\"\nversion = \"1\"\n[base]\ndistro = \"debian\"\nrelease = \"bookworm\"\n[packages]\ninclude = [\"linux-image-amd64\", \"systemd-sysv\", \"ostree-boot\", \"dracut\"]\n[ostree]\nref = \"r\"\nosname = \"debian\"\n{extra}"
         );
         crate::manifest::parse_str(&src, &dir.join("t.toml"), dir, "x".into()).unwrap()
     }
