@@ -17,12 +17,11 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod growroot;
-pub mod http;
 pub mod providers;
-pub mod retry;
-pub mod tls;
-pub mod x509;
 pub mod yaml;
+
+// The network clients live in `agentnet`, shared with atomic-update.
+pub use agentnet::{http, retry, tls, x509};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::etcd_api::{etcd_message, Client, Member};
+use agentnet::etcd::{etcd_message, Client, Member};
 use super::services::ServiceManager;
 use crate::config::{Etcd, EtcdMode};
 use crate::fsutil::{self, under, Attrs};

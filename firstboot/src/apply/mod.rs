@@ -9,7 +9,6 @@
 //! is written last.
 
 pub mod etcd;
-pub mod etcd_api;
 pub mod files;
 pub mod kubelet;
 mod materials;
