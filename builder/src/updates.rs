@@ -121,11 +121,8 @@ pub fn check(u: RawUpdates, ostree_ref: &str, dir: &std::path::Path, p: &mut Sco
         );
     }
     let strategy = u.strategy.unwrap_or_else(|| "immediate".into());
-    if strategy != "immediate" {
-        p.bad(
-            "strategy",
-            format!("\"{strategy}\" is not a strategy (immediate)"),
-        );
+    if let Err(e) = common::strategy::Strategy::parse(&strategy) {
+        p.bad("strategy", e);
     }
     Updates {
         url: u.url,

@@ -487,7 +487,7 @@ fn boot_all(
                     // While the provisioned guest runs: etcd from this
                     // side, then the updates it takes by itself.
                     let mut bad = g.check_from_host(pki, host_port);
-                    bad.extend(vm::updates::scenario(updates, &report));
+                    bad.extend(vm::updates::scenario(updates, &report, (pki, host_port)));
                     bad
                 });
                 (fw, guest, grown_by, r)

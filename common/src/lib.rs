@@ -13,5 +13,6 @@ pub mod bls;
 pub mod cmd;
 pub mod grub;
 pub mod sshkey;
+pub mod strategy;
 pub mod units;
 pub mod version;

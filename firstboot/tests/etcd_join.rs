@@ -388,6 +388,17 @@ fn two_hosts_bootstrap_join_and_refusals() {
     assert_eq!(get(1, "from-h1"), "hello");
     assert_eq!(get(0, "from-h2"), "world");
     assert!(r2.join("etc/kubernetes/bootstrap-kubelet.conf").exists());
+    // atomic-update learns how to reach etcd for its reboot slots: this
+    // member first, then the cluster joined through; the client key private.
+    let lock = std::fs::read_to_string(r2.join("etc/atomic-update/config.d/20-etcd.toml")).unwrap();
+    let mine = format!("endpoints = [\"https://{}:2379\", \"{ep}\"]", IP[1]);
+    assert!(
+        lock.contains("[lock]") && lock.contains(&mine) && lock.contains("member = \"h2\""),
+        "{lock}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let key = std::fs::metadata(r2.join("etc/etcd/pki/client.key")).unwrap();
+    assert_eq!(key.mode() & 0o777, 0o600);
 
     // Rerun: stamped, nothing to do; without the stamp, idempotent.
     let o = agent(1, dir, &r2, &good, 30);

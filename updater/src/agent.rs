@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::coord::Coordinator;
 use crate::host::{Dep, Host};
 use crate::settings::Settings;
 use crate::state::{Bad, Store};
@@ -23,6 +24,19 @@ pub struct Agent {
     pub store: Store,
     /// The /boot partition.
     pub boot: PathBuf,
+    /// When a staged update may reboot the host.
+    pub coord: Coordinator,
+}
+
+/// Whether a poll that staged (or found staged) an update reboots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reboot {
+    /// No: `upgrade` without `--now`.
+    No,
+    /// At once: `upgrade --now`, a person's explicit word.
+    Now,
+    /// When the strategy allows (the agent).
+    ByStrategy,
 }
 
 /// What a boot check found.
@@ -87,6 +101,15 @@ impl Agent {
                     "booted version {} ({})",
                     booted.version, booted.id
                 ));
+                // A slot left from a reboot by hand; etcd being away is no
+                // reason to fail a plain boot.
+                let why = format!(
+                    "no update was pending on this boot of version {}",
+                    booted.version
+                );
+                if let Err(e) = self.coord.release_within(&why, 1) {
+                    log(&format!("{e:#}"));
+                }
                 Ok(false)
             }
             Verdict::Good => {
@@ -96,6 +119,10 @@ impl Agent {
                     booted.version
                 ));
                 self.host.trim()?;
+                self.coord.release(&format!(
+                    "version {} passed its health checks",
+                    booted.version
+                ))?;
                 Ok(false)
             }
             Verdict::Reboot(failures) => {
@@ -131,6 +158,10 @@ impl Agent {
                     "rolled back: GRUB booted version {} after version {} used its tries; version {} is marked bad and {} is the default",
                     booted.version, bad.version, bad.version, booted.version
                 ));
+                self.coord.release(&format!(
+                    "rolled back from version {} to version {}",
+                    bad.version, booted.version
+                ))?;
                 Ok(false)
             }
         }
@@ -138,7 +169,7 @@ impl Agent {
 
     /// Look for an update once; stage it and (`reboot`) reboot into it.
     /// Returns what happened, for the log.
-    pub fn poll(&self, reboot_now: bool) -> Result<String> {
+    pub fn poll(&self, reboot: Reboot) -> Result<String> {
         if self.store.paused() {
             return Ok("updates are paused (atomic-update resume)".into());
         }
@@ -148,13 +179,7 @@ impl Agent {
         }
         let st = self.host.status();
         if let Some(staged) = &st.staged {
-            if reboot_now {
-                reboot()?;
-            }
-            return Ok(format!(
-                "version {} is staged and waits for a reboot",
-                staged.version
-            ));
+            return self.reboot_into(&staged.version, reboot);
         }
         let booted = st.booted.context("no booted deployment")?;
         let (head, _) = self
@@ -187,13 +212,25 @@ impl Agent {
             s.tries,
             if s.tries == 1 { "try" } else { "tries" }
         ));
-        if reboot_now {
-            reboot()?;
-            return Ok(format!("rebooting into version {version}"));
+        self.reboot_into(&version, reboot)
+    }
+
+    /// Reboot into the staged `version` if `how` (and the strategy) says so.
+    fn reboot_into(&self, version: &str, how: Reboot) -> Result<String> {
+        let wait = match how {
+            Reboot::No => {
+                return Ok(format!(
+                    "version {version} is staged; it runs after the next reboot"
+                ))
+            }
+            Reboot::Now => None,
+            Reboot::ByStrategy => self.coord.may_reboot(&self.settings, version)?,
+        };
+        if let Some(why) = wait {
+            return Ok(why);
         }
-        Ok(format!(
-            "version {version} is staged; it runs after the next reboot"
-        ))
+        reboot()?;
+        Ok(format!("rebooting into version {version}"))
     }
 
     /// The status report.
@@ -216,6 +253,7 @@ impl Agent {
                 b.version, b.commit, b.reason
             ));
         }
+        out.extend(self.coord.status());
         out.push(format!(
             "paused:   {}",
             if self.store.paused() { "yes" } else { "no" }

@@ -36,6 +36,12 @@ pub enum Command {
         #[arg(long)]
         now: bool,
     },
+    /// Free the reboot slots HOST holds in etcd (a host that will not come
+    /// back; a dead holder's slot also frees itself after `[lock] ttl`).
+    ReleaseSlot {
+        /// The host name in the slot (see `status`).
+        host: String,
+    },
     /// Stop taking updates until `resume`.
     Pause,
     /// Take updates again.

@@ -16,11 +16,16 @@
 pub mod agent;
 pub mod bootcount;
 pub mod cli;
+pub mod coord;
 pub mod grubcfg;
 pub mod health;
 pub mod host;
+pub mod lock;
+pub mod quorum;
 pub mod settings;
 pub mod state;
+pub mod tz;
+pub mod window;
 
 use std::path::Path;
 
@@ -42,6 +47,7 @@ fn agent() -> Result<agent::Agent> {
         .context("no update settings: this image was built without [updates] and /etc/atomic-update/config.d sets none")?;
     Ok(agent::Agent {
         host: host::Host::open()?,
+        coord: coord::Coordinator::new(&settings)?,
         settings,
         store: state::Store::new(Path::new(state::DIR)),
         boot: agent::boot_dir(),
@@ -65,11 +71,17 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Upgrade { now } => {
-            let said = agent()?.poll(now)?;
+            let how = if now {
+                agent::Reboot::Now
+            } else {
+                agent::Reboot::No
+            };
+            let said = agent()?.poll(how)?;
             println!("{said}");
             Ok(())
         }
         Command::Rollback { now } => agent()?.rollback(now),
+        Command::ReleaseSlot { host } => release_slot(&host),
         Command::Pause | Command::Resume => {
             let paused = matches!(cli.command, Command::Pause);
             state::Store::new(Path::new(state::DIR)).set_paused(paused)?;
@@ -89,24 +101,52 @@ fn run_agent() -> Result<()> {
     };
     let a = agent::Agent {
         host: host::Host::open()?,
+        coord: coord::Coordinator::new(&settings)?,
         settings,
         store: state::Store::new(Path::new(state::DIR)),
         boot: agent::boot_dir(),
     };
+    a.coord.resume();
     if a.boot_check()? {
         return Ok(());
     }
     log(&format!(
-        "polling {} for {} every {} s",
+        "polling {} for {} every {} s, strategy {}",
         a.settings.url.as_deref().unwrap_or(&a.settings.remote),
         a.settings.ref_,
-        a.settings.poll_interval.as_secs()
+        a.settings.poll_interval.as_secs(),
+        a.settings.strategy
     ));
+    // The same news (still waiting for the window or a slot) is said once.
+    let mut last = String::new();
     loop {
         std::thread::sleep(a.settings.poll_interval);
-        match a.poll(true) {
-            Ok(said) => log(&said),
-            Err(e) => log(&format!("update failed: {e:#}")),
+        let said = match a.poll(agent::Reboot::ByStrategy) {
+            Ok(said) => said,
+            Err(e) => format!("update failed: {e:#}"),
+        };
+        if said != last {
+            log(&said);
+            last = said;
         }
     }
+}
+
+/// `release-slot HOST`: free the reboot slots `host` holds.
+fn release_slot(host: &str) -> Result<()> {
+    let settings = settings::load(&settings::default_dirs())?.context("no update settings")?;
+    let lock = settings
+        .lock
+        .as_ref()
+        .context("no [lock] in the update settings: there is no reboot semaphore")?;
+    let me = lock.host.clone().unwrap_or_else(lock::hostname);
+    let sem = lock::Semaphore::new(lock, &me)?;
+    let released = sem.release_host(host)?;
+    if released.is_empty() {
+        println!("{host} holds no reboot slot of group {}", lock.group);
+    }
+    for h in released {
+        println!("released {}", h.describe());
+    }
+    Ok(())
 }

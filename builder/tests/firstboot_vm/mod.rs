@@ -12,140 +12,13 @@
 //! sees the guest as 127.0.0.1, hence the certificates' IP SANs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port on 127.0.0.1 that nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// openssl arguments for a new unencrypted P-256 key.
-const NEW_EC_KEY: &[&str] = &[
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-];
-
-fn run(dir: &Path, argv: &[&str]) -> Output {
-    let o = Command::new(argv[0])
-        .args(&argv[1..])
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", argv[0]));
-    assert!(
-        o.status.success(),
-        "{} failed: {}",
-        argv.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-/// A CA and the certificates it signed, as files in `dir`.
-#[derive(Clone)]
-pub struct Pki {
-    pub dir: PathBuf,
-}
-
-impl Pki {
-    /// A fresh CA in `dir`.
-    pub fn new(dir: &Path) -> Pki {
-        std::fs::create_dir_all(dir).unwrap();
-        let subject = ["-subj", "/CN=atomicbuild boot-test CA", "-days", "2"];
-        let files = ["-keyout", "ca.key", "-out", "ca.crt"];
-        run(
-            dir,
-            &[
-                &["openssl", "req", "-x509"][..],
-                NEW_EC_KEY,
-                &subject,
-                &files,
-            ]
-            .concat(),
-        );
-        Pki {
-            dir: dir.to_owned(),
-        }
-    }
-
-    /// `NAME.crt`/`NAME.key` signed by the CA for server and client use,
-    /// valid for `ips` (none: a pure client certificate).
-    pub fn issue(&self, name: &str, ips: &[&str]) {
-        let (key, csr, crt, ext) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.crt"),
-            format!("{name}.ext"),
-        );
-        let mut e =
-            String::from("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n");
-        if ips.is_empty() {
-            e.push_str("extendedKeyUsage=clientAuth\n");
-        } else {
-            e.push_str("extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=");
-            let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
-            e.push_str(&sans.join(","));
-            e.push('\n');
-        }
-        std::fs::write(self.dir.join(&ext), e).unwrap();
-        let subject = format!("/CN={name}");
-        let files = ["-keyout", &key, "-out", &csr];
-        let req = ["openssl", "req", "-subj", &subject];
-        run(&self.dir, &[&req[..], NEW_EC_KEY, &files].concat());
-        run(
-            &self.dir,
-            &[
-                "openssl",
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-                "-out",
-                &crt,
-            ],
-        );
-    }
-
-    pub fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
-    }
-
-    pub fn pem(&self, file: &str) -> String {
-        std::fs::read_to_string(self.path(file)).unwrap()
-    }
-
-    /// kubeadm's pin of the CA, computed the way its documentation says.
-    pub fn ca_pin(&self) -> String {
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg("openssl x509 -in ca.crt -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum")
-            .current_dir(&self.dir)
-            .output()
-            .unwrap();
-        let hex = String::from_utf8_lossy(&o.stdout);
-        format!("sha256:{}", hex.split_whitespace().next().unwrap())
-    }
-}
+pub use testkit::{etcdctl, free_port, Pki};
 
 /// etcd on this machine: a single-member cluster the UEFI guest joins.
 pub struct HostEtcd {
-    child: Child,
+    _member: testkit::EtcdMember,
     pub client_port: u16,
     pub log: PathBuf,
 }
@@ -158,90 +31,25 @@ pub const ELECTION_MS: u32 = 5000;
 impl HostEtcd {
     pub fn start(pki: &Pki, dir: &Path) -> HostEtcd {
         let (client_port, peer_port) = (free_port(), free_port());
-        let log = dir.join("host-etcd.log");
-        let p = |f: &str| pki.path(f).display().to_string();
-        let child = Command::new("etcd")
-            .args(["--name", "host"])
-            .arg("--data-dir")
-            .arg(dir.join("host-etcd"))
-            .arg(format!(
-                "--listen-client-urls=https://127.0.0.1:{client_port}"
-            ))
-            .arg(format!(
-                "--advertise-client-urls=https://10.0.2.2:{client_port}"
-            ))
-            .arg(format!("--listen-peer-urls=https://127.0.0.1:{peer_port}"))
-            .arg(format!(
-                "--initial-advertise-peer-urls=https://10.0.2.2:{peer_port}"
-            ))
-            .arg(format!(
-                "--initial-cluster=host=https://10.0.2.2:{peer_port}"
-            ))
-            .args(["--initial-cluster-state", "new", "--enable-grpc-gateway"])
-            .arg(format!("--heartbeat-interval={HEARTBEAT_MS}"))
-            .arg(format!("--election-timeout={ELECTION_MS}"))
-            .args(["--cert-file", &p("host.crt"), "--key-file", &p("host.key")])
-            .args(["--trusted-ca-file", &p("ca.crt"), "--client-cert-auth"])
-            .args([
-                "--peer-cert-file",
-                &p("host.crt"),
-                "--peer-key-file",
-                &p("host.key"),
-            ])
-            .args([
-                "--peer-trusted-ca-file",
-                &p("ca.crt"),
-                "--peer-client-cert-auth",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting etcd (Debian package etcd-server)");
-        let e = HostEtcd {
-            child,
+        let member = testkit::EtcdMember::spawn(
+            pki,
+            dir,
+            &testkit::MemberSpec {
+                name: "host",
+                advertise: "10.0.2.2",
+                client_port,
+                peer_port,
+                initial_cluster: format!("host=https://10.0.2.2:{peer_port}"),
+                cert: "host",
+                timers_ms: (HEARTBEAT_MS, ELECTION_MS),
+            },
+        );
+        member.wait_healthy(pki, Duration::from_secs(60));
+        HostEtcd {
+            log: member.log.clone(),
             client_port,
-            log,
-        };
-        let t = Instant::now();
-        while etcdctl(pki, client_port, &["endpoint", "health"]).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(60),
-                "the host-side etcd did not become healthy in 60 s:\n{}",
-                std::fs::read_to_string(&e.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(500));
+            _member: member,
         }
-        e
-    }
-}
-
-impl Drop for HostEtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `etcdctl` against 127.0.0.1:`port` with the test client certificate.
-pub fn etcdctl(pki: &Pki, port: u16, args: &[&str]) -> Result<String, String> {
-    let o = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints=https://127.0.0.1:{port}"))
-        .arg(format!("--cacert={}", pki.path("ca.crt").display()))
-        .arg(format!("--cert={}", pki.path("client.crt").display()))
-        .arg(format!("--key={}", pki.path("client.key").display()))
-        .args(["--dial-timeout=5s", "--command-timeout=15s"])
-        .args(args)
-        .output()
-        .map_err(|e| format!("running etcdctl (Debian package etcd-client): {e}"))?;
-    if o.status.success() {
-        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-    } else {
-        Err(format!(
-            "etcdctl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
     }
 }
 

@@ -73,10 +73,14 @@ pub struct Updates {
     pub versions: Vec<Version>,
 }
 
+/// The group the guest's reboot slot is in.
+const GROUP: &str = "vm-test";
+
 /// What user data gives the agent: the repository on this machine, a short
-/// poll interval, one try.
+/// poll interval, one try, and reboots coordinated through etcd (one slot;
+/// first boot adds how to reach etcd).
 pub fn settings(port: u16) -> String {
-    format!("url = \"http://10.0.2.2:{port}/\"\npoll_interval = \"10s\"\ntries = 1\n")
+    format!("url = \"http://10.0.2.2:{port}/\"\npoll_interval = \"10s\"\ntries = 1\nstrategy = \"etcd-lock\"\n\n[lock]\ngroup = \"{GROUP}\"\nttl = \"10m\"\n")
 }
 
 /// Publish version 1 (the test image, `manifest` built into `out`) and build
@@ -227,14 +231,14 @@ fn has(line: &str, prefix: &str, parts: &[&str]) -> bool {
 }
 
 /// The scenario, run while the provisioned guest runs: every failure.
-pub fn scenario(u: &Updates, report: &Path) -> Vec<String> {
-    match run_scenario(u, report) {
+pub fn scenario(u: &Updates, report: &Path, etcd: (&testkit::Pki, u16)) -> Vec<String> {
+    match run_scenario(u, report, etcd) {
         Ok(()) => Vec::new(),
         Err(e) => vec![format!("updates: {e}")],
     }
 }
 
-fn run_scenario(u: &Updates, report: &Path) -> Result<(), String> {
+fn run_scenario(u: &Updates, report: &Path, etcd: (&testkit::Pki, u16)) -> Result<(), String> {
     // Each step is at most a reboot and a check (about 2-4 minutes under
     // TCG); a guest that stops talking fails here, not at the suite's end.
     let limit = Duration::from_secs(8 * 60);
@@ -247,6 +251,13 @@ fn run_scenario(u: &Updates, report: &Path) -> Result<(), String> {
     at = wait_for(report, at, "version 2 pulled", limit, |l| {
         has(l, "ABLOG", &["pulled version 2", "bytes"])
     })?;
+    at = wait_for(
+        report,
+        at,
+        "a reboot slot taken for version 2",
+        limit,
+        |l| has(l, "ABLOG", &["took reboot slot 0", "version 2"]),
+    )?;
     at = wait_for(
         report,
         at,
@@ -263,6 +274,19 @@ fn run_scenario(u: &Updates, report: &Path) -> Result<(), String> {
     at = wait_for(report, at, "version 2 marked good", limit, |l| {
         has(l, "ABLOG", &["version 2 is healthy: marked good"])
     })?;
+    at = wait_for(
+        report,
+        at,
+        "the slot released after the checks",
+        limit,
+        |l| {
+            has(
+                l,
+                "ABLOG",
+                &["released reboot slot 0: version 2 passed its health checks"],
+            )
+        },
+    )?;
     eprintln!(
         "[updates] publish of version 2 to marked good: {:.0}s",
         t.elapsed().as_secs_f64()
@@ -313,6 +337,19 @@ fn run_scenario(u: &Updates, report: &Path) -> Result<(), String> {
     at = wait_for(
         report,
         at,
+        "the slot released after the rollback",
+        limit,
+        |l| {
+            has(
+                l,
+                "ABLOG",
+                &["released reboot slot 0: rolled back from version 3 to version 2"],
+            )
+        },
+    )?;
+    at = wait_for(
+        report,
+        at,
         "status: version 3 bad, version 2 default",
         limit,
         |l| has(l, "ABSTATUS", &["bad:      version 3"]),
@@ -339,6 +376,16 @@ fn run_scenario(u: &Updates, report: &Path) -> Result<(), String> {
         Duration::from_secs(60),
         |l| has(l, "ABSTATUS", &["staged:   -"]),
     )?;
+    // etcd's history: the slot taken twice (versions 2 and 3), never by
+    // two at once, and free now.
+    let prefix = format!("/atomic-update/reboot/{GROUP}/");
+    let (most, takes) = testkit::slot_history(etcd.0, etcd.1, &prefix);
+    let left = testkit::etcdctl(etcd.0, etcd.1, &["get", "--prefix", &prefix, "--keys-only"])?;
+    if (most, takes) != (1, 2) || !left.trim().is_empty() {
+        return Err(format!(
+            "etcd's history of the reboot slots: {takes} take(s), at most {most} at once (want 2, 1); held now: {left:?}"
+        ));
+    }
     let text = std::fs::read_to_string(report).unwrap_or_default();
     let warnings: Vec<&str> = text
         .lines()

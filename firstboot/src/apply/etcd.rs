@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use agentnet::etcd::{etcd_message, Client, Member};
 use super::services::ServiceManager;
 use crate::config::{Etcd, EtcdMode};
 use crate::fsutil::{self, under, Attrs};
 use crate::http::Url;
 use crate::retry::{Attempt, Retry};
 use crate::yaml::{list, quote};
+use agentnet::etcd::{etcd_message, Client, Member};
 
 /// etcd's config file.
 pub const CONFIG_FILE: &str = super::ETCD_CONFIG_FILE;
@@ -163,6 +163,8 @@ fn prepare(pki: &Pki, l: &Layout) -> Result<()> {
     };
     for (name, bytes, attrs) in [
         ("ca.crt", &pki.ca, public),
+        ("client.crt", &pki.client_cert, public),
+        ("client.key", &pki.client_key, Attrs::root(0o600)),
         ("server.crt", &pki.server_cert, public),
         ("server.key", &pki.server_key, secret),
         ("peer.crt", &pki.peer_cert, public),
@@ -219,9 +221,40 @@ pub fn apply(
 ) -> Result<()> {
     let l = layout(e, root);
     match &e.mode {
-        EtcdMode::Bootstrap => bootstrap(e, pki, &l, sm, retry),
-        EtcdMode::Join { .. } => join(e, pki, &l, sm, retry),
+        EtcdMode::Bootstrap => bootstrap(e, pki, &l, sm, retry)?,
+        EtcdMode::Join { .. } => join(e, pki, &l, sm, retry)?,
     }
+    update_agent_settings(e, root)
+}
+
+/// Where the update agent finds how to reach etcd for its reboot slots.
+pub const UPDATE_AGENT_DROPIN: &str = "/etc/atomic-update/config.d/20-etcd.toml";
+
+/// Tell atomic-update how to reach the cluster (its `[lock]` table: this
+/// member first, then the endpoints joined through), with the client
+/// certificate written above and this member's name for its quorum guard.
+fn update_agent_settings(e: &Etcd, root: &Path) -> Result<()> {
+    let s = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut endpoints: Vec<String> = origins(&local_client_urls(e));
+    if let EtcdMode::Join { endpoints: joined } = &e.mode {
+        endpoints.extend(origins(joined));
+    }
+    endpoints.dedup();
+    let pki = |f: &str| s(&Path::new(PKI_DIR).join(f).to_string_lossy());
+    let text = format!(
+        "# Written by atomic-firstboot: how atomic-update reaches etcd for its reboot\n# slots (used with strategy etcd-lock).\n[lock]\nendpoints = [{}]\nmember = {}\nca_file = {}\ncert_file = {}\nkey_file = {}\n",
+        endpoints.iter().map(|u| s(u)).collect::<Vec<_>>().join(", "),
+        s(&e.name),
+        pki("ca.crt"),
+        pki("client.crt"),
+        pki("client.key"),
+    );
+    fsutil::write(
+        &under(root, Path::new(UPDATE_AGENT_DROPIN)),
+        text.as_bytes(),
+        Attrs::root(0o644),
+    )?;
+    Ok(())
 }
 
 fn start(sm: &dyn ServiceManager) -> Result<()> {

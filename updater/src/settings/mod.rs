@@ -14,6 +14,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+mod fleet;
+
+pub use fleet::Strategy;
+
+use crate::lock::LockSettings;
+use crate::window::Window;
+
 /// The drop-in directories, lowest priority first.
 pub const DIRS: &[&str] = &[
     "/usr/lib/atomic-update/config.d",
@@ -33,6 +40,8 @@ struct Fragment {
     tries: Option<u32>,
     strategy: Option<String>,
     health_timeout: Option<Interval>,
+    window: Option<fleet::WindowFrag>,
+    lock: Option<fleet::LockFrag>,
 }
 
 /// A duration written as seconds or as `"30s"`, `"15m"`, `"2h"`.
@@ -65,8 +74,12 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// Boots a new deployment gets to become healthy.
     pub tries: u32,
-    /// When to reboot into an update (`immediate`).
-    pub strategy: String,
+    /// When to reboot into an update.
+    pub strategy: Strategy,
+    /// `[window]`: when reboots may happen.
+    pub window: Option<Window>,
+    /// `[lock]`: the reboot semaphore in etcd.
+    pub lock: Option<LockSettings>,
     /// How long a boot may take to reach `running`.
     pub health_timeout: Duration,
     /// The files the settings came from, in the order applied.
@@ -118,6 +131,8 @@ pub fn load(dirs: &[PathBuf]) -> Result<Option<Settings>> {
 }
 
 fn merge(into: &mut Fragment, f: Fragment) {
+    fleet::merge_window(&mut into.window, f.window);
+    fleet::merge_lock(&mut into.lock, f.lock);
     macro_rules! take {
         ($($k:ident),*) => { $( if f.$k.is_some() { into.$k = f.$k; } )* };
     }
@@ -153,12 +168,16 @@ fn validate(f: Fragment, sources: Vec<PathBuf>) -> Result<Settings> {
             common::grub::MAX_TRIES
         );
     }
-    let strategy = f.strategy.unwrap_or_else(|| "immediate".into());
-    if strategy != "immediate" {
-        bail!(
-            "{}: {strategy:?} is not a strategy (immediate)",
-            named("strategy")
-        );
+    let strategy = Strategy::parse(f.strategy.as_deref().unwrap_or("immediate"))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", named("strategy")))?;
+    let from = |e: String| anyhow::anyhow!("{e} (from {})", show(&sources));
+    let window = fleet::window(f.window, Path::new(crate::tz::ZONEINFO)).map_err(from)?;
+    let lock = fleet::lock(f.lock).map_err(from)?;
+    if strategy.window && window.is_none() {
+        bail!("{}: {strategy} needs a [window] table", named("strategy"));
+    }
+    if strategy.lock && lock.is_none() {
+        bail!("{}: {strategy} needs a [lock] table", named("strategy"));
     }
     let poll = f.poll_interval.map_or(Ok(3600), |i| i.secs())?;
     if poll < 5 {
@@ -172,6 +191,8 @@ fn validate(f: Fragment, sources: Vec<PathBuf>) -> Result<Settings> {
         poll_interval: Duration::from_secs(poll),
         tries,
         strategy,
+        window,
+        lock,
         health_timeout: Duration::from_secs(health),
         sources,
     })
