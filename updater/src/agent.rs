@@ -144,27 +144,33 @@ impl Agent {
             }
             Verdict::RolledBack => {
                 let bad = st.default.context("no default deployment")?;
-                self.store.mark_bad(Bad {
-                    commit: bad.commit.clone(),
-                    version: bad.version.clone(),
-                    reason: format!(
-                        "not healthy within {} tries: GRUB booted the previous deployment",
-                        self.settings.tries
-                    ),
-                })?;
-                self.host.make_default(&booted.commit, Some(&bad.commit))?;
-                bootcount::write(&self.boot, None)?;
-                log(&format!(
-                    "rolled back: GRUB booted version {} after version {} used its tries; version {} is marked bad and {} is the default",
-                    booted.version, bad.version, bad.version, booted.version
-                ));
-                self.coord.release(&format!(
-                    "rolled back from version {} to version {}",
-                    bad.version, booted.version
-                ))?;
+                self.rolled_back(&booted, &bad)?;
                 Ok(false)
             }
         }
+    }
+
+    /// GRUB booted the previous deployment after `bad` used its tries:
+    /// remember `bad`, make the booted one the default again, free the slot.
+    fn rolled_back(&self, booted: &Dep, bad: &Dep) -> Result<()> {
+        self.store.mark_bad(Bad {
+            commit: bad.commit.clone(),
+            version: bad.version.clone(),
+            reason: format!(
+                "not healthy within {} tries: GRUB booted the previous deployment",
+                self.settings.tries
+            ),
+        })?;
+        self.host.make_default(&booted.commit, Some(&bad.commit))?;
+        bootcount::write(&self.boot, None)?;
+        log(&format!(
+            "rolled back: GRUB booted version {} after version {} used its tries; version {} is marked bad and {} is the default",
+            booted.version, bad.version, bad.version, booted.version
+        ));
+        self.coord.release(&format!(
+            "rolled back from version {} to version {}",
+            bad.version, booted.version
+        ))
     }
 
     /// Look for an update once; stage it and (`reboot`) reboot into it.

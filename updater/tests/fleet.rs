@@ -280,7 +280,15 @@ fn one_slot_one_holder_dead_holders_expire_the_quorum_guard_and_windows_hold() {
         freed >= Duration::from_millis(1500),
         "freed too soon: {freed:?}"
     );
+    // "next" takes and frees the slot in a loop; killed, it may hold it.
+    // Let its lease run out before a member stops: a leader change renews
+    // every lease for a full TTL (etcd's rule), which would hold it longer.
     drop(waiting);
+    wait_until(
+        "the slot of the killed agent frees itself",
+        Duration::from_secs(15),
+        || f.holders().is_empty(),
+    );
 
     // With member m3 stopped, m2's agent takes no slot and says why; a
     // host that is no member is not held back.
