@@ -94,7 +94,7 @@ pub struct EntryInfo {
     pub kind: String,
     /// Cache key.
     pub key: String,
-    /// Bytes used.
+    /// Bytes it takes on disk.
     pub bytes: u64,
     /// Seconds since the epoch when it was last written or used.
     pub last_used: u64,
@@ -272,7 +272,7 @@ pub fn list(cache_dir: &Path) -> Result<Vec<EntryInfo>> {
             out.push(EntryInfo {
                 kind: kind.to_string(),
                 key: name,
-                bytes: fsutil::tree_size(&e.path()).unwrap_or(0),
+                bytes: fsutil::tree_allocated(&e.path()).unwrap_or(0),
                 last_used,
                 path: e.path(),
             });
@@ -299,13 +299,49 @@ pub fn list(cache_dir: &Path) -> Result<Vec<EntryInfo>> {
         out.push(EntryInfo {
             kind: "objects".into(),
             key: "OSTree object store (installed roots, commits)".into(),
-            bytes: fsutil::tree_size(&repo).unwrap_or(0),
+            bytes: fsutil::tree_allocated(&repo).unwrap_or(0),
             last_used,
             path: repo,
         });
     }
     out.sort_by(|a, b| (a.kind.as_str(), b.last_used).cmp(&(b.kind.as_str(), a.last_used)));
     Ok(out)
+}
+
+/// The default bound of stage entries' size (`--cache-max`).
+pub const DEFAULT_MAX: &str = "20G";
+
+/// Remove stage entries, those unused the longest first, until the rest
+/// take at most `max_bytes` on disk. The most recently used entry always
+/// stays, whatever its size: a build never loses what it just stored. The
+/// object store is not counted (it is pruned by what refers to it, by
+/// [`gc`]). Returns (entries removed, bytes freed).
+pub fn trim(cache_dir: &Path, max_bytes: u64) -> Result<(usize, u64)> {
+    let mut entries: Vec<EntryInfo> = list(cache_dir)?
+        .into_iter()
+        .filter(|e| e.kind != "objects")
+        .collect();
+    entries.sort_by(|a, b| b.last_used.cmp(&a.last_used));
+    let (mut kept, mut removed, mut freed) = (0u64, 0, 0);
+    for (i, e) in entries.iter().enumerate() {
+        if i == 0 || kept + e.bytes <= max_bytes {
+            kept += e.bytes;
+            continue;
+        }
+        remove_entry(e)?;
+        removed += 1;
+        freed += e.bytes;
+    }
+    Ok((removed, freed))
+}
+
+/// Remove one entry, waiting for whoever reads it.
+fn remove_entry(e: &EntryInfo) -> Result<()> {
+    let lock = e.path.with_file_name(format!("{}.lock", e.key));
+    let _l = fsutil::lock_file(&lock, true)?;
+    fsutil::remove_tree(&e.path)?;
+    let _ = fs::remove_file(&lock);
+    Ok(())
 }
 
 /// Remove entries not used for `older_than_days` (all of them with 0), and
@@ -319,10 +355,7 @@ pub fn gc(cache_dir: &Path, older_than_days: u64) -> Result<(usize, u64)> {
             continue; // pruned below, by what still refers to it
         }
         if older_than_days == 0 || e.last_used < cutoff {
-            let lock = e.path.with_file_name(format!("{}.lock", e.key));
-            let _l = fsutil::lock_file(&lock, true)?;
-            fsutil::remove_tree(&e.path)?;
-            let _ = fs::remove_file(&lock);
+            remove_entry(&e)?;
             removed += 1;
             freed += e.bytes;
         }
@@ -409,6 +442,33 @@ mod tests {
             c.get("initramfs", "k").unwrap().is_none(),
             "interrupted write"
         );
+    }
+
+    #[test]
+    fn trim_keeps_the_recently_used_within_the_bound() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("f");
+        fs::write(&src, vec![1u8; 64 << 10]).unwrap();
+        let cd = d.path().join("cache");
+        let c = StageCache::new(&cd);
+        let day = std::time::Duration::from_secs(86_400);
+        for (i, k) in ["old", "mid", "new"].iter().enumerate() {
+            c.put("disk", k, &[("f", &src)]).unwrap();
+            let when = SystemTime::now() - day * (3 - i as u32);
+            fs::File::open(cd.join("stages/disk").join(k).join("entry.json"))
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        // "old" is used again: now it is the most recent.
+        assert!(c.get("disk", "old").unwrap().is_some());
+        let one = list(&cd).unwrap()[0].bytes;
+        assert!(one >= 64 << 10, "allocated bytes counted: {one}");
+        assert_eq!(trim(&cd, 2 * one).unwrap(), (1, one));
+        let left: Vec<String> = list(&cd).unwrap().into_iter().map(|e| e.key).collect();
+        assert_eq!(left, ["old", "new"], "the least recently used goes");
+        assert_eq!(trim(&cd, 0).unwrap().0, 1, "the newest always stays");
+        assert_eq!(list(&cd).unwrap()[0].key, "old");
     }
 
     #[test]

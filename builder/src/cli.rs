@@ -228,6 +228,13 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", env = "ATOMICBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Bound of the cache's stage entries (installed-root records, initramfs
+    /// and disk images) on disk: after each build the entries unused the
+    /// longest go until the rest fit. "0" keeps everything.
+    #[arg(long, value_name = "SIZE", env = "ATOMICBUILD_CACHE_MAX",
+          default_value = crate::cache::DEFAULT_MAX, value_parser = cache_max)]
+    pub cache_max: u64,
+
     /// Keep the work directory after a successful build (for inspection).
     #[arg(long)]
     pub keep_workdir: bool,
@@ -349,4 +356,9 @@ mod tests {
         assert!(parse_forward("2222:ssh").unwrap_err().contains("\"ssh\""));
         assert!(parse_forward("70000:22").is_err());
     }
+}
+
+/// `--cache-max`: a size such as "20G" or "512MiB".
+fn cache_max(s: &str) -> Result<u64, String> {
+    crate::model::parse_size(s)
 }

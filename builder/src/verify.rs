@@ -92,6 +92,7 @@ pub fn verify(manifest_path: &Path, lock: &Path, output: &Path) -> Result<()> {
         output: scratch.path().join("out"),
         workdir: Some(scratch.path().join("work")),
         cache_dir: None,
+        cache_max: 0,
         keep_workdir: true,
         lock: Some(lock.to_owned()),
         no_cache: true,

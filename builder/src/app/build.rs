@@ -19,6 +19,7 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         output: args.output.clone(),
         workdir: args.workdir.clone(),
         cache_dir: args.cache_dir.clone(),
+        cache_max: args.cache_max,
         keep_workdir: args.keep_workdir,
         lock: args.lock.clone(),
         no_cache: args.no_cache,

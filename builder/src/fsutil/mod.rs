@@ -304,6 +304,16 @@ pub fn lock_file(path: &Path, exclusive: bool) -> Result<DirLock> {
 
 /// Sum of apparent sizes of regular files below `dir` (hard links once).
 pub fn tree_size(dir: &Path) -> Result<u64> {
+    tree_sum(dir, |md| md.len())
+}
+
+/// Bytes the files below `dir` take on disk (sparse holes not counted,
+/// hard links once).
+pub fn tree_allocated(dir: &Path) -> Result<u64> {
+    tree_sum(dir, |md| md.blocks() * 512)
+}
+
+fn tree_sum(dir: &Path, size: impl Fn(&fs::Metadata) -> u64) -> Result<u64> {
     let mut seen = std::collections::HashSet::new();
     let mut total = 0u64;
     let mut stack = vec![dir.to_owned()];
@@ -314,7 +324,7 @@ pub fn tree_size(dir: &Path) -> Result<u64> {
             if md.is_dir() {
                 stack.push(e.path());
             } else if seen.insert((md.dev(), md.ino())) {
-                total += md.len();
+                total += size(&md);
             }
         }
     }

@@ -26,6 +26,8 @@ pub struct BuildOptions {
     pub workdir: Option<PathBuf>,
     /// Cache directory [default: [`default_cache_dir`]].
     pub cache_dir: Option<PathBuf>,
+    /// Bound of the stage cache in bytes (0: none); see [`crate::cache::trim`].
+    pub cache_max: u64,
     /// Keep the work directory afterwards.
     pub keep_workdir: bool,
     /// Install exactly this lock's package set.
@@ -63,6 +65,7 @@ pub fn build(o: &BuildOptions) -> Result<Built> {
     }
     let ws = workspace::Workspace::prepare(o, &m, &inputs, &progress)?;
     let env = &ws.env;
+    let ws_cache = env.cache_dir.clone();
     let mut t = Timings::default();
     let started = std::time::Instant::now();
     let installed = t.run("install", || stage::install::run(env, &m, lock.as_ref()))?;
@@ -83,6 +86,7 @@ pub fn build(o: &BuildOptions) -> Result<Built> {
     );
     let recorded = stage::finish::record(&o.output, &m.stem(), &meta, &installed.lock)?;
     ws.finish(cleanup)?;
+    trim_cache(o, &ws_cache, &progress);
     progress.println(&format!(
         "done in {:.0}s: {} ({} MiB, {} MiB allocated), commit {}",
         started.elapsed().as_secs_f64(),
@@ -97,6 +101,22 @@ pub fn build(o: &BuildOptions) -> Result<Built> {
         metadata: recorded.metadata,
         lock: recorded.lock,
     })
+}
+
+/// Keep the stage cache within `--cache-max`; a failure to is only said.
+fn trim_cache(o: &BuildOptions, dir: &std::path::Path, progress: &Progress) {
+    if o.cache_max == 0 {
+        return;
+    }
+    match crate::cache::trim(dir, o.cache_max) {
+        Ok((0, _)) => {}
+        Ok((n, bytes)) => progress.println(&format!(
+            "cache: removed {n} entries unused the longest ({} MiB) to stay within {} MiB (--cache-max)",
+            bytes >> 20,
+            o.cache_max >> 20
+        )),
+        Err(e) => progress.println(&format!("cache: could not trim {}: {e:#}", dir.display())),
+    }
 }
 
 /// The lock given with `--lock`, checked against the manifest.
