@@ -321,7 +321,7 @@ pub fn trim(cache_dir: &Path, max_bytes: u64) -> Result<(usize, u64)> {
         .into_iter()
         .filter(|e| e.kind != "objects")
         .collect();
-    entries.sort_by(|a, b| b.last_used.cmp(&a.last_used));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.last_used));
     let (mut kept, mut removed, mut freed) = (0u64, 0, 0);
     for (i, e) in entries.iter().enumerate() {
         if i == 0 || kept + e.bytes <= max_bytes {

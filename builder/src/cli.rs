@@ -342,6 +342,11 @@ fn parse_forward(s: &str) -> Result<(u16, u16), String> {
     Ok((port(h)?, port(g)?))
 }
 
+/// `--cache-max`: a size such as "20G" or "512MiB".
+fn cache_max(s: &str) -> Result<u64, String> {
+    crate::model::parse_size(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,9 +361,4 @@ mod tests {
         assert!(parse_forward("2222:ssh").unwrap_err().contains("\"ssh\""));
         assert!(parse_forward("70000:22").is_err());
     }
-}
-
-/// `--cache-max`: a size such as "20G" or "512MiB".
-fn cache_max(s: &str) -> Result<u64, String> {
-    crate::model::parse_size(s)
 }

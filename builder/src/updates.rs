@@ -32,6 +32,54 @@ pub struct RawUpdates {
     pub poll_interval: Option<String>,
     pub tries: Option<i64>,
     pub strategy: Option<String>,
+    pub window: Option<RawWindow>,
+    pub lock: Option<RawLock>,
+}
+
+/// `[updates.window]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawWindow {
+    pub days: Option<Vec<String>>,
+    pub start: String,
+    pub length: String,
+    pub time_zone: Option<String>,
+}
+
+/// `[updates.lock]` as written (etcd's endpoints and certificates are the
+/// host's: first boot writes them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawLock {
+    pub group: Option<String>,
+    pub slots: Option<i64>,
+    pub ttl: Option<String>,
+}
+
+/// `[updates.window]`, checked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Window {
+    /// Day names (none: every day).
+    pub days: Vec<String>,
+    /// "HH:MM".
+    pub start: String,
+    /// Seconds.
+    pub length_secs: u64,
+    /// UTC, +HH:MM or a tz database name.
+    pub time_zone: String,
+}
+
+/// `[updates.lock]`, checked, defaults filled.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Lock {
+    /// The group whose slots hosts of the image share.
+    pub group: String,
+    /// Hosts of the group that may reboot at once.
+    pub slots: u32,
+    /// The slot's lease TTL in seconds.
+    pub ttl_secs: u64,
 }
 
 /// `[updates]`, checked, defaults filled.
@@ -51,15 +99,36 @@ pub struct Updates {
     pub tries: u32,
     /// When hosts reboot into an update.
     pub strategy: String,
+    /// The maintenance window (strategies with `window`).
+    pub window: Option<Window>,
+    /// The reboot lock (strategies with `etcd-lock`).
+    pub lock: Option<Lock>,
 }
 
 impl Updates {
     /// The agent's settings drop-in the image carries.
     pub fn settings_toml(&self) -> String {
-        format!(
+        let mut t = format!(
             "# Written by atomicbuild from [updates]; override in /etc/atomic-update/config.d/.\nremote = \"{}\"\nref = \"{}\"\npoll_interval = {}\ntries = {}\nstrategy = \"{}\"\n",
             self.remote, self.ref_, self.poll_interval_secs, self.tries, self.strategy
-        )
+        );
+        if let Some(w) = &self.window {
+            let days: Vec<String> = w.days.iter().map(|d| format!("{d:?}")).collect();
+            t += &format!(
+                "\n[window]\ndays = [{}]\nstart = {:?}\nlength = {}\ntime_zone = {:?}\n",
+                days.join(", "),
+                w.start,
+                w.length_secs,
+                w.time_zone
+            );
+        }
+        if let Some(l) = &self.lock {
+            t += &format!(
+                "\n[lock]\ngroup = {:?}\nslots = {}\nttl = {}\n",
+                l.group, l.slots, l.ttl_secs
+            );
+        }
+        t
     }
 
     /// The refspec deployments follow.
@@ -121,9 +190,7 @@ pub fn check(u: RawUpdates, ostree_ref: &str, dir: &std::path::Path, p: &mut Sco
         );
     }
     let strategy = u.strategy.unwrap_or_else(|| "immediate".into());
-    if let Err(e) = common::strategy::Strategy::parse(&strategy) {
-        p.bad("strategy", e);
-    }
+    let (window, lock) = check_fleet(&strategy, u.window, u.lock, p);
     Updates {
         url: u.url,
         keys,
@@ -132,6 +199,101 @@ pub fn check(u: RawUpdates, ostree_ref: &str, dir: &std::path::Path, p: &mut Sco
         poll_interval_secs: poll,
         tries: tries.clamp(1, 9) as u32,
         strategy,
+        window,
+        lock,
+    }
+}
+
+/// The window and lock tables against the strategy that uses them.
+fn check_fleet(
+    strategy: &str,
+    window: Option<RawWindow>,
+    lock: Option<RawLock>,
+    p: &mut Scope,
+) -> (Option<Window>, Option<Lock>) {
+    let st = common::strategy::Strategy::parse(strategy).unwrap_or_else(|e| {
+        p.bad("strategy", e);
+        common::strategy::Strategy {
+            window: window.is_some(),
+            lock: lock.is_some(),
+        }
+    });
+    let window = match (st.window, window) {
+        (true, None) => {
+            p.bad(
+                "strategy",
+                format!("\"{strategy}\" needs an [updates.window] table (start, length)"),
+            );
+            None
+        }
+        (false, Some(_)) => {
+            p.bad("window", format!("strategy \"{strategy}\" has no window: use \"window\" or \"window+etcd-lock\", or drop the table"));
+            None
+        }
+        (_, w) => w.map(|w| check_window(w, &mut p.scope("window"))),
+    };
+    let lock = match (st.lock, lock) {
+        (false, Some(_)) => {
+            p.bad("lock", format!("strategy \"{strategy}\" takes no lock: use \"etcd-lock\" or \"window+etcd-lock\", or drop the table"));
+            None
+        }
+        (true, l) => Some(check_lock(l, &mut p.scope("lock"))),
+        (false, None) => None,
+    };
+    (window, lock)
+}
+
+fn check_window(w: RawWindow, p: &mut Scope) -> Window {
+    use common::fleet;
+    let days = w.days.unwrap_or_default();
+    if let Err(e) = fleet::parse_days(&days) {
+        p.bad("days", e);
+    }
+    if let Err(e) = fleet::parse_start(&w.start) {
+        p.bad("start", e);
+    }
+    let length = common::units::parse_duration(&w.length).and_then(fleet::check_length);
+    if let Err(e) = &length {
+        p.bad("length", format!("{e} (write it like \"2h\" or \"90m\")"));
+    }
+    let time_zone = w.time_zone.unwrap_or_else(|| "UTC".into());
+    if let Err(e) = fleet::parse_zone(&time_zone) {
+        p.bad("time_zone", e);
+    }
+    Window {
+        days,
+        start: w.start,
+        length_secs: length.unwrap_or(0),
+        time_zone,
+    }
+}
+
+fn check_lock(l: Option<RawLock>, p: &mut Scope) -> Lock {
+    use common::fleet;
+    let l = l.unwrap_or(RawLock {
+        group: None,
+        slots: None,
+        ttl: None,
+    });
+    let group = l.group.unwrap_or_else(|| "default".into());
+    if let Err(e) = fleet::check_group(&group) {
+        p.bad("group", e);
+    }
+    let slots = fleet::check_slots(l.slots.unwrap_or(1)).unwrap_or_else(|e| {
+        p.bad("slots", e);
+        1
+    });
+    let ttl = match l.ttl.as_deref().map(common::units::parse_duration) {
+        None => Ok(fleet::DEFAULT_TTL_SECS),
+        Some(t) => t.and_then(fleet::check_ttl),
+    };
+    Lock {
+        group,
+        slots,
+        ttl_secs: ttl.unwrap_or_else(|e| {
+            p.bad("ttl", e);
+            fleet::DEFAULT_TTL_SECS
+        }),
     }
 }
 

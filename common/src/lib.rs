@@ -11,6 +11,7 @@
 pub mod atomic;
 pub mod bls;
 pub mod cmd;
+pub mod fleet;
 pub mod grub;
 pub mod sshkey;
 pub mod strategy;

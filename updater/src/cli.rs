@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "atomic-update", version)]
 pub struct Cli {
+    /// Read the settings' drop-ins from DIR (repeat for several, later ones
+    /// win) instead of /usr/lib, /run and /etc's atomic-update/config.d:
+    /// for `slots` and `release-slot` run from an admin's machine.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub config_dir: Vec<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -36,10 +41,12 @@ pub enum Command {
         #[arg(long)]
         now: bool,
     },
+    /// List who holds the reboot slots of this host's `[lock] group` in etcd.
+    Slots,
     /// Free the reboot slots HOST holds in etcd (a host that will not come
     /// back; a dead holder's slot also frees itself after `[lock] ttl`).
     ReleaseSlot {
-        /// The host name in the slot (see `status`).
+        /// The host name in the slot (see `slots`).
         host: String,
     },
     /// Stop taking updates until `resume`.

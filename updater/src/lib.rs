@@ -27,7 +27,7 @@ pub mod state;
 pub mod tz;
 pub mod window;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -42,8 +42,8 @@ pub fn log(msg: &str) {
     println!("atomic-update: {msg}");
 }
 
-fn agent() -> Result<agent::Agent> {
-    let settings = settings::load(&settings::default_dirs())?
+fn agent(dirs: &[PathBuf]) -> Result<agent::Agent> {
+    let settings = settings::load(dirs)?
         .context("no update settings: this image was built without [updates] and /etc/atomic-update/config.d sets none")?;
     Ok(agent::Agent {
         host: host::Host::open()?,
@@ -56,18 +56,22 @@ fn agent() -> Result<agent::Agent> {
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    let dirs = match cli.config_dir.is_empty() {
+        true => settings::default_dirs(),
+        false => cli.config_dir.clone(),
+    };
     match cli.command {
         Command::GrubMkconfig { output } => grubcfg::mkconfig(&output),
         Command::Settings => {
-            match settings::load(&settings::default_dirs())? {
+            match settings::load(&dirs)? {
                 Some(s) => println!("{s:#?}"),
                 None => println!("no update settings"),
             }
             Ok(())
         }
-        Command::Agent => run_agent(),
+        Command::Agent => run_agent(&dirs),
         Command::Status => {
-            println!("{}", agent()?.status());
+            println!("{}", agent(&dirs)?.status());
             Ok(())
         }
         Command::Upgrade { now } => {
@@ -76,12 +80,13 @@ pub fn run(cli: Cli) -> Result<()> {
             } else {
                 agent::Reboot::No
             };
-            let said = agent()?.poll(how)?;
+            let said = agent(&dirs)?.poll(how)?;
             println!("{said}");
             Ok(())
         }
-        Command::Rollback { now } => agent()?.rollback(now),
-        Command::ReleaseSlot { host } => release_slot(&host),
+        Command::Rollback { now } => agent(&dirs)?.rollback(now),
+        Command::Slots => slots(&dirs, None),
+        Command::ReleaseSlot { host } => slots(&dirs, Some(&host)),
         Command::Pause | Command::Resume => {
             let paused = matches!(cli.command, Command::Pause);
             state::Store::new(Path::new(state::DIR)).set_paused(paused)?;
@@ -94,8 +99,8 @@ pub fn run(cli: Cli) -> Result<()> {
 /// The service: check this boot, then poll every interval. Errors of one
 /// poll (the repository unreachable, a bad signature) are logged and
 /// polling goes on.
-fn run_agent() -> Result<()> {
-    let Some(settings) = settings::load(&settings::default_dirs())? else {
+fn run_agent(dirs: &[PathBuf]) -> Result<()> {
+    let Some(settings) = settings::load(dirs)? else {
         log("no update settings: nothing to do");
         return Ok(());
     };
@@ -132,15 +137,29 @@ fn run_agent() -> Result<()> {
     }
 }
 
-/// `release-slot HOST`: free the reboot slots `host` holds.
-fn release_slot(host: &str) -> Result<()> {
-    let settings = settings::load(&settings::default_dirs())?.context("no update settings")?;
+/// `slots`: who holds the group's reboot slots; `release-slot HOST`: free
+/// those `host` holds.
+fn slots(dirs: &[PathBuf], release: Option<&str>) -> Result<()> {
+    let settings = settings::load(dirs)?.context("no update settings")?;
     let lock = settings
         .lock
         .as_ref()
         .context("no [lock] in the update settings: there is no reboot semaphore")?;
     let me = lock.host.clone().unwrap_or_else(lock::hostname);
     let sem = lock::Semaphore::new(lock, &me)?;
+    let Some(host) = release else {
+        let held = sem.holders()?;
+        if held.is_empty() {
+            println!(
+                "none of the {} slot(s) of group {} is held",
+                lock.slots, lock.group
+            );
+        }
+        for h in held {
+            println!("held by {}", h.describe());
+        }
+        return Ok(());
+    };
     let released = sem.release_host(host)?;
     if released.is_empty() {
         println!("{host} holds no reboot slot of group {}", lock.group);

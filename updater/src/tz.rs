@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use common::fleet::ZoneSpec;
+
 /// A time zone: the UTC offset at any instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Zone {
@@ -30,23 +32,12 @@ impl Zone {
     /// Parse a zone as settings write it, reading tz database names below
     /// `zoneinfo`.
     pub fn parse(s: &str, zoneinfo: &Path) -> Result<Zone, String> {
-        if s.eq_ignore_ascii_case("utc") || s == "Z" {
-            return Ok(Zone::Utc);
-        }
-        if let Some(sign) = s.chars().next().filter(|c| *c == '+' || *c == '-') {
-            let (h, m) = s[1..]
-                .split_once(':')
-                .ok_or_else(|| format!("{s:?}: write offsets as +HH:MM"))?;
-            let (h, m): (i32, i32) = match (h.parse(), m.parse()) {
-                (Ok(h), Ok(m)) if h <= 14 && m < 60 => (h, m),
-                _ => return Err(format!("{s:?}: not an offset from -14:00 to +14:00")),
-            };
-            let secs = h * 3600 + m * 60;
-            return Ok(Zone::Fixed(if sign == '-' { -secs } else { secs }));
-        }
-        if s.is_empty() || s.starts_with('/') || s.split('/').any(|p| p == "..") {
-            return Err(format!("{s:?}: not a time zone name"));
-        }
+        let s = match common::fleet::parse_zone(s)? {
+            ZoneSpec::Utc => return Ok(Zone::Utc),
+            ZoneSpec::Fixed(secs) => return Ok(Zone::Fixed(secs)),
+            ZoneSpec::Named(s) => s,
+        };
+        let s = s.as_str();
         let path = zoneinfo.join(s);
         let data = std::fs::read(&path).map_err(|e| {
             format!(

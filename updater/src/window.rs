@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::tz::Zone;
 
 const DAY: i64 = 86_400;
-const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+use common::fleet::DAYS as NAMES;
 
 /// When reboots may happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,40 +33,7 @@ fn secs(t: SystemTime) -> i64 {
     }
 }
 
-/// `days` as settings write them (`["mon", "Friday"]`; none: every day).
-pub fn parse_days(days: &[String]) -> Result<[bool; 7], String> {
-    if days.is_empty() {
-        return Ok([true; 7]);
-    }
-    let mut set = [false; 7];
-    for d in days {
-        const FULL: [&str; 7] = [
-            "monday",
-            "tuesday",
-            "wednesday",
-            "thursday",
-            "friday",
-            "saturday",
-            "sunday",
-        ];
-        let l = d.to_ascii_lowercase();
-        let i = (0..7)
-            .find(|i| l == NAMES[*i] || l == FULL[*i])
-            .ok_or_else(|| format!("{d:?} is not a day of the week (mon, tue, ... sun)"))?;
-        set[i] = true;
-    }
-    Ok(set)
-}
-
-/// `"HH:MM"` as minutes after midnight.
-pub fn parse_start(s: &str) -> Result<u32, String> {
-    let bad = || format!("{s:?} is not a time of day (HH:MM)");
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    match (h.parse::<u32>(), m.parse::<u32>()) {
-        (Ok(h), Ok(m)) if h < 24 && m < 60 && m.to_string().len() <= 2 => Ok(h * 60 + m),
-        _ => Err(bad()),
-    }
-}
+pub use common::fleet::{parse_days, parse_start};
 
 impl Window {
     /// The openings (UTC seconds) on the local day `day` (days since the
@@ -160,16 +127,7 @@ mod tests {
     const MON: i64 = 1_795_996_800;
 
     #[test]
-    fn days_and_times_parse() {
-        assert_eq!(parse_days(&[]).unwrap(), [true; 7]);
-        let d = parse_days(&["Mon".into(), "friday".into()]).unwrap();
-        assert_eq!(d, [true, false, false, false, true, false, false]);
-        assert!(parse_days(&["funday".into()]).is_err());
-        assert!(parse_days(&["mo".into()]).is_err());
-        assert_eq!(parse_start("02:30").unwrap(), 150);
-        for bad in ["24:00", "2", "02:60", "x:10"] {
-            assert!(parse_start(bad).is_err(), "{bad}");
-        }
+    fn times_show_in_utc() {
         assert_eq!(show_utc(at(MON + 3600 + 300)), "2026-11-30 01:05 UTC");
     }
 

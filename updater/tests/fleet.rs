@@ -5,7 +5,8 @@
 //! etcd's watch history must never show two holders. A holder killed
 //! (SIGKILL) frees its slot after the lease's TTL. With a member stopped,
 //! a member's agent takes no slot and says why (quorum guard). Outside its
-//! maintenance window an agent waits and says until when.
+//! maintenance window an agent waits and says until when. A stuck holder
+//! is listed by `atomic-update slots` and freed by `release-slot`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -139,6 +140,28 @@ impl Fleet {
         secs: u64,
         hold_ms: u64,
     ) -> Agent {
+        let d = self.settings(host, member, ttl, extra);
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("--fleet-agent")
+            .arg(&d)
+            .args([secs.to_string(), hold_ms.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push((Instant::now(), l));
+            }
+        });
+        Agent { child, lines }
+    }
+
+    /// A settings directory for `host`, as the agent reads it.
+    fn settings(&self, host: &str, member: Option<&str>, ttl: u64, extra: &str) -> PathBuf {
         let d = self.dir.join(format!("settings-{host}"));
         std::fs::create_dir_all(&d).unwrap();
         let member = member
@@ -160,23 +183,7 @@ impl Fleet {
             ),
         )
         .unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .arg("--fleet-agent")
-            .arg(&d)
-            .args([secs.to_string(), hold_ms.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push((Instant::now(), l));
-            }
-        });
-        Agent { child, lines }
+        d
     }
 
     fn holders(&self) -> Vec<String> {
@@ -197,6 +204,23 @@ impl Fleet {
         .filter_map(|v| v["host"].as_str().map(str::to_string))
         .collect()
     }
+}
+
+/// `atomic-update --config-dir DIR ARGS`, as an admin runs it; its stdout.
+fn atomic_update(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_atomic-update"))
+        .arg("--config-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "atomic-update {args:?}: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
 }
 
 fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
@@ -328,4 +352,37 @@ fn one_slot_one_holder_dead_holders_expire_the_quorum_guard_and_windows_hold() {
         "{}",
         closed.tail()
     );
+    drop(closed);
+
+    // A stuck holder (alive, its lease kept, its "reboot" never ending):
+    // `slots` lists it, `release-slot` frees it, the next host takes it.
+    let stuck = f.agent("stuck", None, 60, "", 120, 120_000);
+    wait_until(
+        "the stuck agent takes the slot",
+        Duration::from_secs(15),
+        || f.holders() == ["stuck"],
+    );
+    let admin = f.settings("admin", None, 60, "");
+    let held = atomic_update(&admin, &["slots"]);
+    assert!(held.contains("held by stuck (slot 0, version 2"), "{held}");
+    let mut after = f.agent("after", None, 30, "", 4, 200);
+    let freed = atomic_update(&admin, &["release-slot", "stuck"]);
+    assert!(freed.contains("released stuck (slot 0"), "{freed}");
+    wait_until(
+        "the next host takes the released slot",
+        Duration::from_secs(10),
+        || after.said("TAKEN after"),
+    );
+    // Its slot gone, the stuck agent holds nothing; "after" frees its own
+    // each round and stops after 4 s.
+    drop(stuck);
+    after.finish(Duration::from_secs(15));
+    assert!(!after.said("ERROR"), "{}", after.tail());
+    let none = atomic_update(&admin, &["slots"]);
+    assert!(
+        none.contains("none of the 1 slot(s) of group fleet-test is held"),
+        "{none}"
+    );
+    let nothing = atomic_update(&admin, &["release-slot", "stuck"]);
+    assert!(nothing.contains("stuck holds no reboot slot"), "{nothing}");
 }

@@ -92,6 +92,20 @@ fn put(root: &Path, rel: &str, mode: u32, write: &dyn Fn(&Path) -> Result<()>) -
         .with_context(|| format!("setting owner of {}", p.display()))
 }
 
+/// A window's tz database zone must be in the image: the agent reads it
+/// there.
+fn check_zone(root: &Path, zone: &str) -> Result<()> {
+    if let Ok(common::fleet::ZoneSpec::Named(n)) = common::fleet::parse_zone(zone) {
+        let f = root.join("usr/share/zoneinfo").join(&n);
+        if !f.is_file() {
+            anyhow::bail!(
+                "[updates.window] time_zone \"{n}\": the image has no /usr/share/zoneinfo/{n} (install tzdata through [packages], or write the zone as UTC or +HH:MM)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Install the agents, their units and files (and with `updates`, the
 /// update settings and keys) into `root`.
 pub fn install(root: &Path, updates: Option<&Updates>) -> Result<()> {
@@ -111,6 +125,9 @@ pub fn install(root: &Path, updates: Option<&Updates>) -> Result<()> {
     let Some(u) = updates else {
         return Ok(());
     };
+    if let Some(w) = &u.window {
+        check_zone(root, &w.time_zone)?;
+    }
     put(root, SETTINGS_FILE, 0o644, &|p| {
         fsutil::replace_file(p, u.settings_toml())
     })?;

@@ -287,6 +287,14 @@ fn run_scenario(u: &Updates, report: &Path, etcd: (&testkit::Pki, u16)) -> Resul
             )
         },
     )?;
+    // `atomic-update status` asks etcd who holds the group's slots.
+    at = wait_for(
+        report,
+        at,
+        "status: no slot held",
+        Duration::from_secs(60),
+        |l| has(l, "ABSTATUS", &["slots:    none held"]),
+    )?;
     eprintln!(
         "[updates] publish of version 2 to marked good: {:.0}s",
         t.elapsed().as_secs_f64()
@@ -306,24 +314,24 @@ fn run_scenario(u: &Updates, report: &Path, etcd: (&testkit::Pki, u16)) -> Resul
             )
         },
     )?;
-    at = wait_for(
-        report,
-        at,
-        "version 3's required check failed",
-        limit,
-        |l| {
-            has(
-                l,
-                "ABLOG",
-                &["health check failed", "50-test-fails", "exit 1"],
-            )
-        },
-    )?;
     // GRUB found the counter at 0 and booted version 2 while version 3 was
     // still the first boot entry; the agent made 2 the default, 3 bad.
+    let v3_booted = at;
     at = wait_for(report, at, "GRUB booted version 2 again", limit, |l| {
         has(l, "ABBOOT", &["marker=v2", "boot_counter=0"])
     })?;
+    // Said in version 3's boot, or (when the agent rebooted before the
+    // follower printed) replayed from the journal in the next boot.
+    wait_for(
+        report,
+        v3_booted,
+        "version 3's required check failed",
+        Duration::from_secs(30),
+        |l| {
+            let failed = ["health check failed", "50-test-fails", "exit 1"];
+            has(l, "ABLOG", &failed) || has(l, "ABPREV", &failed)
+        },
+    )?;
     at = wait_for(report, at, "the agent rolled back", limit, |l| {
         has(
             l,

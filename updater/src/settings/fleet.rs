@@ -73,9 +73,8 @@ pub fn window(f: Option<WindowFrag>, zoneinfo: &Path) -> Result<Option<Window>, 
         .ok_or("[window] needs length (such as \"2h\")")?
         .secs()
         .map_err(|e| format!("[window] length: {e}"))?;
-    if !(60..=7 * 86_400).contains(&length) {
-        return Err("[window] length: from 1 minute to 7 days".into());
-    }
+    let length =
+        common::fleet::check_length(length).map_err(|e| format!("[window] length: {e}"))?;
     Ok(Some(Window {
         days: parse_days(&f.days.unwrap_or_default()).map_err(|e| format!("[window] days: {e}"))?,
         start,
@@ -97,21 +96,19 @@ pub fn lock(f: Option<LockFrag>) -> Result<Option<LockSettings>, String> {
                 .into(),
         );
     }
-    let slots = f.slots.unwrap_or(1);
-    if slots == 0 {
-        return Err("[lock] slots: at least 1".into());
-    }
+    let slots = common::fleet::check_slots(f.slots.map_or(1, i64::from))
+        .map_err(|e| format!("[lock] slots: {e}"))?;
     let ttl = f
         .ttl
-        .map_or(Ok(900), |t| t.secs())
+        .map_or(Ok(common::fleet::DEFAULT_TTL_SECS), |t| t.secs())
+        .and_then(|t| common::fleet::check_ttl(t).map_err(|e| anyhow::anyhow!(e)))
         .map_err(|e| format!("[lock] ttl: {e}"))?;
-    if ttl < 2 {
-        return Err("[lock] ttl: at least 2 seconds (and longer than a reboot)".into());
-    }
+    let group = f.group.unwrap_or_else(|| "default".into());
+    common::fleet::check_group(&group).map_err(|e| format!("[lock] group: {e}"))?;
     let pki =
         |v: Option<PathBuf>, name: &str| v.unwrap_or_else(|| Path::new("/etc/etcd/pki").join(name));
     Ok(Some(LockSettings {
-        group: f.group.unwrap_or_else(|| "default".into()),
+        group,
         slots,
         ttl: Duration::from_secs(ttl),
         endpoints,

@@ -6,7 +6,7 @@ use std::process::Command;
 
 const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBpMAzgtQAhjeae+JWGlNyCENKbOoDyos0z/33rrqJbt test@atomicbuild";
 
-fn good() -> String {
+pub fn good() -> String {
     format!(
         r#"[image]
 name = "t"
@@ -70,7 +70,7 @@ fn run_with(text: &str, subcommand: &str) -> Run {
 
 /// Build must fail with every `expect` substring and create nothing;
 /// validate must fail with the same message.
-fn rejects(text: &str, expect: &[&str]) {
+pub fn rejects(text: &str, expect: &[&str]) {
     let r = run_with(text, "build");
     assert!(!r.ok, "build accepted a bad manifest:\n{text}");
     for e in expect {
@@ -487,32 +487,4 @@ fn boot_refuses_an_invalid_firstboot_config() {
     );
 }
 
-#[test]
-fn updates_and_signing_are_checked_with_positions() {
-    let t = format!(
-        "{}\n[updates]\nurl = \"ftp://example.com/repo\"\nkeys = [\"missing.asc\"]\ntries = 12\nstrategy = \"whenever\"\npoll_interval = \"soon\"\n\n[signing]\nkey_id = \"ABCD1234\"\nkey_file = \"k.asc\"\n",
-        good()
-    );
-    let lines = good().lines().count();
-    let at = |k: usize, col: usize| format!("host.toml:{}:{col}:", lines + k);
-    rejects(
-        &t,
-        &[
-            &format!(
-                "{} updates.url: \"ftp://example.com/repo\" is not",
-                at(3, 1)
-            ),
-            &format!("{} updates.keys[0]: cannot read", at(4, 9)),
-            &format!("{} updates.tries: 12: use 1 to 9", at(5, 1)),
-            &format!("{} updates.strategy", at(6, 1)),
-            &format!("{} updates.poll_interval", at(7, 1)),
-            &format!("{} signing.key_file: give either key_id", at(11, 1)),
-        ],
-    );
-    // No keys at all: updates could never be verified.
-    let t = format!(
-        "{}\n[updates]\nurl = \"http://x/repo\"\nkeys = []\n",
-        good()
-    );
-    rejects(&t, &["updates.keys: no keys"]);
-}
+mod updates;
