@@ -199,7 +199,7 @@ fn publish(manifest: &Path, out: &Path, repo: &Path) {
 }
 
 /// Wait until the report has a line for which `found` holds (searching
-/// from byte `from`); the report's length then.
+/// from byte `from`); the position just past that line.
 fn wait_for(
     report: &Path,
     from: usize,
@@ -210,10 +210,17 @@ fn wait_for(
     let t = Instant::now();
     loop {
         let text = String::from_utf8_lossy(&std::fs::read(report).unwrap_or_default()).into_owned();
-        let new = &text[from.min(text.len())..];
-        if new.lines().any(&found) {
-            eprintln!("[updates] {what} after {:.0}s", t.elapsed().as_secs_f64());
-            return Ok(text.len());
+        let start = from.min(text.len());
+        let new = &text[start..];
+        // Go on from just past the line found: what follows it may already
+        // be there.
+        let mut pos = start;
+        for l in new.split_inclusive('\n') {
+            pos += l.len();
+            if found(l.trim_end_matches('\n')) {
+                eprintln!("[updates] {what} after {:.0}s", t.elapsed().as_secs_f64());
+                return Ok(pos);
+            }
         }
         if t.elapsed() > limit {
             return Err(format!(
