@@ -84,6 +84,23 @@ pub enum Command {
     /// the [signing] key, a static delta from the branch's previous commit,
     /// a signed summary. Hosts of images with [updates] pull from it.
     Publish(PublishArgs),
+
+    /// Print a shell completion script: `atomicbuild completions bash >
+    /// /etc/bash_completion.d/atomicbuild` (zsh: a `_atomicbuild` file in
+    /// $fpath; fish: ~/.config/fish/completions/atomicbuild.fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Write man pages (atomicbuild.1 and one per subcommand, such as
+    /// atomicbuild-build.1) into DIR, e.g. /usr/local/share/man/man1.
+    Man {
+        /// Where the pages go (created when missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// Options of `publish`.

@@ -6,6 +6,7 @@ mod boot;
 mod build;
 mod cache;
 mod convert;
+mod docs;
 mod publish;
 mod upload;
 
@@ -32,6 +33,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Upload(UploadCommand::Aws(args))) => upload::aws(&args),
         Some(Command::Upload(UploadCommand::Openstack(args))) => upload::openstack(&args),
         Some(Command::Publish(args)) => publish::run(&args),
+        Some(Command::Completions { shell }) => docs::completions(shell),
+        Some(Command::Man { dir }) => docs::man(&dir),
     }
 }
 
