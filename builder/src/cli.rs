@@ -85,6 +85,21 @@ pub enum Command {
     /// a signed summary. Hosts of images with [updates] pull from it.
     Publish(PublishArgs),
 
+    /// What changed between two builds, from their metadata (OUTPUT/NAME-
+    /// VERSION.json): packages added, removed and changed with installed
+    /// sizes, kernel, kernel arguments, initramfs, partitions and outputs.
+    Diff {
+        /// The older build's metadata.
+        #[arg(value_name = "OLD.json")]
+        old: PathBuf,
+        /// The newer build's metadata.
+        #[arg(value_name = "NEW.json")]
+        new: PathBuf,
+        /// text, json, or markdown (for a CI comment).
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::diff::DiffFormat,
+    },
+
     /// Print a shell completion script: `atomicbuild completions bash >
     /// /etc/bash_completion.d/atomicbuild` (zsh: a `_atomicbuild` file in
     /// $fpath; fish: ~/.config/fish/completions/atomicbuild.fish).

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod cache;
 pub mod cli;
+pub mod diff;
 pub mod disk;
 pub mod distro;
 pub mod formats;

@@ -323,6 +323,24 @@ fn an_overlay_change_redoes_commit_and_disk_and_the_cache_crosses_file_systems()
         "an overlay change must change the commit"
     );
     eprintln!("overlay-change rebuild stages: {}", m["stages"]);
+    // `atomicbuild diff` of the two builds: another commit, the same
+    // packages (each with its installed size recorded), the same kernel.
+    let stem = img.m.stem();
+    let d = Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
+        .arg("diff")
+        .arg(img.out.join(format!("{stem}.json")))
+        .arg(out.join(format!("{stem}.json")))
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&d.stdout).unwrap();
+    assert_eq!(d["commit_changed"], true, "{d}");
+    assert_eq!(d["packages"], serde_json::json!([]), "{d}");
+    assert!(d["kernel"].is_null(), "{d}");
+    let installed = d["installed_bytes"]["new"].as_u64().unwrap_or(0);
+    assert!(installed > 200 << 20, "installed sizes not recorded: {d}");
+    eprintln!("diff of the overlay change: {d}");
     // The same inputs into a second output directory on the tmpfs: the
     // disk cached (across file systems) above is copied back, same bytes.
     let again = out.join("again");

@@ -13,7 +13,8 @@ mod upload;
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, UploadCommand};
-use crate::{manifest, verify};
+use crate::model::Metadata;
+use crate::{diff, manifest, verify};
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -33,6 +34,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Upload(UploadCommand::Aws(args))) => upload::aws(&args),
         Some(Command::Upload(UploadCommand::Openstack(args))) => upload::openstack(&args),
         Some(Command::Publish(args)) => publish::run(&args),
+        Some(Command::Diff { old, new, format }) => {
+            let (a, b) = (Metadata::load(&old)?, Metadata::load(&new)?);
+            print!("{}", diff::diff(&a, &b).render(format));
+            Ok(())
+        }
         Some(Command::Completions { shell }) => docs::completions(shell),
         Some(Command::Man { dir }) => docs::man(&dir),
     }

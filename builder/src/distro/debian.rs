@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::lock::Lock;
 use super::spec::Base;
 use super::{Backend, Install};
+use crate::model::Package;
 use crate::progress::StageProgress;
 use common::cmd::Cmd;
 
@@ -118,7 +119,7 @@ impl Backend for Debian {
         Ok(installed_lock)
     }
 
-    fn package_list(&self, root: &Path) -> Result<Vec<(String, String, String)>> {
+    fn package_list(&self, root: &Path) -> Result<Vec<Package>> {
         package_list(root)
     }
 }
@@ -157,23 +158,20 @@ fn write_hook(dir: &Path, name: &str, body: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// Installed packages as `(name, version, architecture)`, sorted by name.
-pub fn package_list(root: &Path) -> Result<Vec<(String, String, String)>> {
+/// Installed packages, sorted by name.
+pub fn package_list(root: &Path) -> Result<Vec<Package>> {
     let admindir = root.join("var/lib/dpkg");
     let out = Cmd::new("dpkg-query")
         .arg(format!("--admindir={}", admindir.display()))
-        .args(["-W", "-f", "${Package}\\t${Version}\\t${Architecture}\\n"])
+        .args([
+            "-W",
+            "-f",
+            "${Package}\\t${Version}\\t${Architecture}\\t${Installed-Size}\\n",
+        ])
         .output_string()
         .context("listing installed packages")?;
-    let mut v: Vec<(String, String, String)> = out
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.split('\t');
-            Some((it.next()?.into(), it.next()?.into(), it.next()?.into()))
-        })
-        .collect();
-    v.sort();
-    Ok(v)
+    // Installed-Size is in KiB.
+    Ok(super::parse_package_list(&out, 1024))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use super::lock::{Lock, LockedPackage};
 use super::spec::Base;
 use super::{Backend, Install};
+use crate::model::Package;
 use crate::progress::StageProgress;
 use common::cmd::Cmd;
 
@@ -379,10 +380,10 @@ impl Backend for Fedora {
             packages: self
                 .package_list(root)?
                 .into_iter()
-                .map(|(name, version, arch)| LockedPackage {
-                    name,
-                    version,
-                    arch,
+                .map(|p| LockedPackage {
+                    name: p.name,
+                    version: p.version,
+                    arch: p.arch,
                     sha256: String::new(),
                 })
                 .collect(),
@@ -394,23 +395,16 @@ impl Backend for Fedora {
         Ok(new_lock)
     }
 
-    fn package_list(&self, root: &Path) -> Result<Vec<(String, String, String)>> {
+    fn package_list(&self, root: &Path) -> Result<Vec<Package>> {
         let out = Cmd::new("rpm")
             .arg(format!("--root={}", root.display()))
             .arg(format!("--dbpath=/{RPMDB}"))
             .args(["-qa", "--qf"])
-            .arg("%{NAME}\\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\n")
+            .arg("%{NAME}\\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\t%{SIZE}\\n")
             .output_string()
             .context("listing installed packages with rpm")?;
-        let mut v: Vec<(String, String, String)> = out
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split('\t');
-                Some((it.next()?.into(), it.next()?.into(), it.next()?.into()))
-            })
-            .filter(|(n, _, _): &(String, String, String)| n != "gpg-pubkey")
-            .collect();
-        v.sort();
+        let mut v = super::parse_package_list(&out, 1);
+        v.retain(|p| p.name != "gpg-pubkey");
         Ok(v)
     }
 }

@@ -126,15 +126,15 @@ pub fn from_debian_root(root: &Path, release: &str) -> Result<Lock> {
     let sums = apt_index_sums(&root.join("var/lib/apt/lists"))?;
     let mut packages: Vec<LockedPackage> = installed
         .into_iter()
-        .map(|(name, version, arch)| {
+        .map(|p| {
             let sha256 = sums
-                .get(&(name.clone(), version.clone(), arch.clone()))
+                .get(&(p.name.clone(), p.version.clone(), p.arch.clone()))
                 .cloned()
                 .unwrap_or_default();
             LockedPackage {
-                name,
-                version,
-                arch,
+                name: p.name,
+                version: p.version,
+                arch: p.arch,
                 sha256,
             }
         })

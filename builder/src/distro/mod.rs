@@ -12,6 +12,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::model::Package;
 use crate::progress::StageProgress;
 use lock::Lock;
 use spec::{Base, Distro};
@@ -53,8 +54,8 @@ pub trait Backend {
     /// host (package indexes, caches) stays in the root.
     fn install(&self, req: &Install, stage: &StageProgress) -> Result<Lock>;
 
-    /// Installed packages as `(name, version, architecture)`, sorted.
-    fn package_list(&self, root: &Path) -> Result<Vec<(String, String, String)>>;
+    /// Installed packages, sorted by name.
+    fn package_list(&self, root: &Path) -> Result<Vec<Package>>;
 }
 
 /// The backend for `distro`.
@@ -65,8 +66,31 @@ pub fn backend(distro: Distro) -> &'static dyn Backend {
     }
 }
 
+/// Lines `NAME\tVERSION\tARCH\tSIZE` (SIZE in units of `unit` bytes)
+/// as packages, sorted by name, version and architecture.
+fn parse_package_list(out: &str, unit: u64) -> Vec<Package> {
+    let mut v: Vec<Package> = out
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split('\t');
+            Some(Package {
+                name: it.next()?.into(),
+                version: it.next()?.into(),
+                arch: it.next()?.into(),
+                installed_bytes: it
+                    .next()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * unit,
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| a.key().cmp(&b.key()));
+    v
+}
+
 /// The installed packages of a root, whichever package database it has.
-pub fn package_list(root: &Path) -> Result<Vec<(String, String, String)>> {
+pub fn package_list(root: &Path) -> Result<Vec<Package>> {
     let distro = if root.join(RPMDB).is_dir() {
         Distro::Fedora
     } else {

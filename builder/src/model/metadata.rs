@@ -103,6 +103,17 @@ pub struct Package {
     pub version: String,
     /// Architecture.
     pub arch: String,
+    /// Installed size in bytes, as the package database records it (dpkg:
+    /// Installed-Size in KiB; rpm: SIZE); 0 in metadata of older builds.
+    #[serde(default)]
+    pub installed_bytes: u64,
+}
+
+impl Package {
+    /// Sort key: name, version, architecture.
+    pub fn key(&self) -> (&str, &str, &str) {
+        (&self.name, &self.version, &self.arch)
+    }
 }
 
 /// Where the manifest came from.

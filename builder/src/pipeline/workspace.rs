@@ -11,7 +11,7 @@ use super::inputs::{file_identity, Inputs};
 use super::{BuildOptions, Built};
 use crate::fsutil::{self, DirLock, TmpCleanup};
 use crate::manifest::Manifest;
-use crate::model::{KernelInfo, ManifestRef, Metadata, OstreeInfo, Package};
+use crate::model::{KernelInfo, ManifestRef, Metadata, OstreeInfo};
 use crate::progress::Progress;
 use crate::stage::{commit::Commit, customize::Customized, disk::Disk, finish::Raw};
 use crate::stage::{formats::Written, initramfs::Kernel, Env, Timings};
@@ -184,15 +184,7 @@ pub fn metadata(
             cmdline: disk.kargs.clone(),
             initramfs_bytes: kernel.initramfs_bytes,
         },
-        packages: custom
-            .packages
-            .iter()
-            .map(|(n, v, a)| Package {
-                name: n.clone(),
-                version: v.clone(),
-                arch: a.clone(),
-            })
-            .collect(),
+        packages: custom.packages.clone(),
         disk: disk.layout.clone(),
         artifacts,
         stages: t.0,

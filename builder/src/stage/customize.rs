@@ -17,8 +17,8 @@ pub const USERS_TMPFILES: &str = "usr/lib/tmpfiles.d/atomicbuild-users.conf";
 
 /// The customized root and what was learned from it.
 pub struct Customized {
-    /// Installed packages `(name, version, arch)`.
-    pub packages: Vec<(String, String, String)>,
+    /// Installed packages.
+    pub packages: Vec<crate::model::Package>,
 }
 
 impl Outcome for Customized {}
