@@ -352,6 +352,25 @@ fn an_overlay_change_redoes_commit_and_disk_and_the_cache_crosses_file_systems()
         m2["artifacts"][0]["sha256"], m["artifacts"][0]["sha256"],
         "the same inputs gave another image through the cross-filesystem cache"
     );
+
+    // One package more (and the overlay file changed): `diff` names it and
+    // what it pulled in, with installed sizes.
+    let with_jq = dir.join("with-jq");
+    build_variant(&img.manifest_path, &dir, &with_jq, &img.work, |t| {
+        t.replace("\"sudo\",", "\"sudo\", \"jq\",")
+    });
+    let d = Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
+        .arg("diff")
+        .arg(img.out.join(format!("{stem}.json")))
+        .arg(with_jq.join(format!("{stem}.json")))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&d.stdout);
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    eprintln!("diff with jq added:\n{text}");
+    assert!(text.contains("\n  + jq "), "{text}");
+    assert!(text.contains("0 removed"), "{text}");
+    assert!(!text.contains("the same OSTree commit"), "{text}");
 }
 
 #[test]
