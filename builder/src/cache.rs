@@ -251,8 +251,32 @@ fn touch(p: &Path) {
     let _ = fs::File::open(p.join("entry.json")).and_then(|f| f.set_modified(SystemTime::now()));
 }
 
-/// Every entry in the cache directory (installed roots and stage files).
+/// Every entry in the cache directory (installed roots and stage files),
+/// and the object store as one entry.
 pub fn list(cache_dir: &Path) -> Result<Vec<EntryInfo>> {
+    let mut out = file_entries(cache_dir)?;
+    let repo = cache_dir.join("repo");
+    if repo.join("config").is_file() {
+        let last_used = fs::metadata(repo.join("refs/heads"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        out.push(EntryInfo {
+            kind: "objects".into(),
+            key: "OSTree object store (installed roots, commits)".into(),
+            bytes: fsutil::tree_allocated(&repo).unwrap_or(0),
+            last_used,
+            path: repo,
+        });
+    }
+    out.sort_by(|a, b| (a.kind.as_str(), b.last_used).cmp(&(b.kind.as_str(), a.last_used)));
+    Ok(out)
+}
+
+/// The removable entries (installed roots of the old layout and stage
+/// files), without walking the object store.
+fn file_entries(cache_dir: &Path) -> Result<Vec<EntryInfo>> {
     let mut out = Vec::new();
     let mut scan = |kind: &str, dir: &Path, marker: &str| -> Result<()> {
         let Ok(rd) = fs::read_dir(dir) else {
@@ -289,22 +313,6 @@ pub fn list(cache_dir: &Path) -> Result<Vec<EntryInfo>> {
             }
         }
     }
-    let repo = cache_dir.join("repo");
-    if repo.join("config").is_file() {
-        let last_used = fs::metadata(repo.join("refs/heads"))
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs());
-        out.push(EntryInfo {
-            kind: "objects".into(),
-            key: "OSTree object store (installed roots, commits)".into(),
-            bytes: fsutil::tree_allocated(&repo).unwrap_or(0),
-            last_used,
-            path: repo,
-        });
-    }
-    out.sort_by(|a, b| (a.kind.as_str(), b.last_used).cmp(&(b.kind.as_str(), a.last_used)));
     Ok(out)
 }
 
@@ -317,10 +325,7 @@ pub const DEFAULT_MAX: &str = "20G";
 /// object store is not counted (it is pruned by what refers to it, by
 /// [`gc`]). Returns (entries removed, bytes freed).
 pub fn trim(cache_dir: &Path, max_bytes: u64) -> Result<(usize, u64)> {
-    let mut entries: Vec<EntryInfo> = list(cache_dir)?
-        .into_iter()
-        .filter(|e| e.kind != "objects")
-        .collect();
+    let mut entries = file_entries(cache_dir)?;
     entries.sort_by_key(|e| std::cmp::Reverse(e.last_used));
     let (mut kept, mut removed, mut freed) = (0u64, 0, 0);
     for (i, e) in entries.iter().enumerate() {
@@ -350,10 +355,8 @@ pub fn gc(cache_dir: &Path, older_than_days: u64) -> Result<(usize, u64)> {
     let cutoff = now().saturating_sub(older_than_days * 86_400);
     let mut removed = 0;
     let mut freed = 0;
-    for e in list(cache_dir)? {
-        if e.kind == "objects" {
-            continue; // pruned below, by what still refers to it
-        }
+    // The object store is pruned below, by what still refers to it.
+    for e in file_entries(cache_dir)? {
         if older_than_days == 0 || e.last_used < cutoff {
             remove_entry(&e)?;
             removed += 1;

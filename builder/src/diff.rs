@@ -108,6 +108,44 @@ fn both(old: u64, new: u64) -> Change<u64> {
     }
 }
 
+/// The values of both builds under every key either has, in key order.
+fn pair_up<V>(old: BTreeMap<String, V>, mut new: BTreeMap<String, V>) -> Vec<(String, Change<V>)> {
+    let mut out: Vec<(String, Change<V>)> = old
+        .into_iter()
+        .map(|(k, v)| {
+            let n = new.remove(&k);
+            (
+                k,
+                Change {
+                    old: Some(v),
+                    new: n,
+                },
+            )
+        })
+        .collect();
+    out.extend(new.into_iter().map(|(k, v)| {
+        (
+            k,
+            Change {
+                old: None,
+                new: Some(v),
+            },
+        )
+    }));
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+impl<T> Change<T> {
+    /// Both sides through `f`.
+    fn map<U>(&self, f: impl Fn(&T) -> U) -> Change<U> {
+        Change {
+            old: self.old.as_ref().map(&f),
+            new: self.new.as_ref().map(&f),
+        }
+    }
+}
+
 /// Compare two builds.
 pub fn diff(old: &Metadata, new: &Metadata) -> Diff {
     let by_name = |m: &Metadata| -> BTreeMap<String, Package> {
@@ -116,30 +154,13 @@ pub fn diff(old: &Metadata, new: &Metadata) -> Diff {
             .map(|p| (p.name.clone(), p.clone()))
             .collect()
     };
-    let (a, b) = (by_name(old), by_name(new));
-    let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
-    names.sort();
-    names.dedup();
-    let packages = names
+    let packages = pair_up(by_name(old), by_name(new))
         .into_iter()
-        .filter_map(|n| {
-            let (o, w) = (a.get(n), b.get(n));
-            if o.map(|p| (&p.version, p.installed_bytes))
-                == w.map(|p| (&p.version, p.installed_bytes))
-            {
-                return None;
-            }
-            Some(PackageChange {
-                name: n.clone(),
-                version: Change {
-                    old: o.map(|p| p.version.clone()),
-                    new: w.map(|p| p.version.clone()),
-                },
-                installed_bytes: Change {
-                    old: o.map(|p| p.installed_bytes),
-                    new: w.map(|p| p.installed_bytes),
-                },
-            })
+        .filter(|(_, c)| c.old.as_ref().map(seen) != c.new.as_ref().map(seen))
+        .map(|(name, c)| PackageChange {
+            name,
+            version: c.map(|p| p.version.clone()),
+            installed_bytes: c.map(|p| p.installed_bytes),
         })
         .collect();
     let total = |m: &Metadata| m.packages.iter().map(|p| p.installed_bytes).sum::<u64>();
@@ -150,10 +171,6 @@ pub fn diff(old: &Metadata, new: &Metadata) -> Diff {
             .map(|p| (p.name.clone(), p.size))
             .collect()
     };
-    let (pa, pb) = (parts(old), parts(new));
-    let mut pnames: Vec<&String> = pa.keys().chain(pb.keys()).collect();
-    pnames.sort();
-    pnames.dedup();
     Diff {
         old: ident(old),
         new: ident(new),
@@ -163,20 +180,14 @@ pub fn diff(old: &Metadata, new: &Metadata) -> Diff {
         kernel: changed(old.kernel.version.clone(), new.kernel.version.clone()),
         kernel_args: changed(old.kernel.cmdline.join(" "), new.kernel.cmdline.join(" ")),
         initramfs_bytes: both(old.kernel.initramfs_bytes, new.kernel.initramfs_bytes),
-        partitions: pnames
-            .into_iter()
-            .map(|n| {
-                (
-                    n.clone(),
-                    Change {
-                        old: pa.get(n).copied(),
-                        new: pb.get(n).copied(),
-                    },
-                )
-            })
-            .collect(),
+        partitions: pair_up(parts(old), parts(new)),
         outputs: outputs(old, new),
     }
+}
+
+/// What a package diff compares: its version and installed size.
+fn seen(p: &Package) -> (&str, u64) {
+    (&p.version, p.installed_bytes)
 }
 
 /// Outputs matched by the part of their file name after `NAME-VERSION`.
@@ -191,22 +202,12 @@ fn outputs(old: &Metadata, new: &Metadata) -> Vec<OutputChange> {
             })
             .collect()
     };
-    let (a, b) = (kinds(old), kinds(new));
-    let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
-    names.sort();
-    names.dedup();
-    names
+    pair_up(kinds(old), kinds(new))
         .into_iter()
-        .map(|k| OutputChange {
-            kind: k.clone(),
-            size: Change {
-                old: a.get(k).map(|x| x.0),
-                new: b.get(k).map(|x| x.0),
-            },
-            allocated: Change {
-                old: a.get(k).map(|x| x.1),
-                new: b.get(k).map(|x| x.1),
-            },
+        .map(|(kind, c)| OutputChange {
+            kind,
+            size: c.map(|x| x.0),
+            allocated: c.map(|x| x.1),
         })
         .collect()
 }

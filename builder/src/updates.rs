@@ -49,7 +49,7 @@ pub struct RawWindow {
 
 /// `[updates.lock]` as written (etcd's endpoints and certificates are the
 /// host's: first boot writes them).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct RawLock {
@@ -270,11 +270,7 @@ fn check_window(w: RawWindow, p: &mut Scope) -> Window {
 
 fn check_lock(l: Option<RawLock>, p: &mut Scope) -> Lock {
     use common::fleet;
-    let l = l.unwrap_or(RawLock {
-        group: None,
-        slots: None,
-        ttl: None,
-    });
+    let l = l.unwrap_or_default();
     let group = l.group.unwrap_or_else(|| "default".into());
     if let Err(e) = fleet::check_group(&group) {
         p.bad("group", e);

@@ -287,15 +287,20 @@ pub fn etcd_cluster(pki: &Pki, dir: &Path, names: &[&str]) -> Vec<EtcdMember> {
     members
 }
 
-/// `etcdctl` against 127.0.0.1:`port` with the test client certificate
-/// (`client.crt`).
-pub fn etcdctl(pki: &Pki, port: u16, args: &[&str]) -> Result<String, String> {
-    let o = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
+/// etcdctl's arguments for 127.0.0.1:`port` with the test client
+/// certificate, added to `cmd` (etcdctl, or a wrapper that runs it).
+fn client_args<'a>(cmd: &'a mut Command, pki: &Pki, port: u16) -> &'a mut Command {
+    cmd.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints=https://127.0.0.1:{port}"))
         .arg(format!("--cacert={}", pki.path("ca.crt").display()))
         .arg(format!("--cert={}", pki.path("client.crt").display()))
         .arg(format!("--key={}", pki.path("client.key").display()))
+}
+
+/// `etcdctl` against 127.0.0.1:`port` with the test client certificate
+/// (`client.crt`).
+pub fn etcdctl(pki: &Pki, port: u16, args: &[&str]) -> Result<String, String> {
+    let o = client_args(&mut Command::new("etcdctl"), pki, port)
         .args(["--dial-timeout=5s", "--command-timeout=15s"])
         .args(args)
         .output()
@@ -315,14 +320,8 @@ pub fn etcdctl(pki: &Pki, port: u16, args: &[&str]) -> Result<String, String> {
 /// `prefix`, read as slots: the most keys that existed at once, and how
 /// many times one was created.
 pub fn slot_history(pki: &Pki, port: u16, prefix: &str) -> (usize, usize) {
-    let o = Command::new("timeout")
-        .arg("5")
-        .arg("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints=https://127.0.0.1:{port}"))
-        .arg(format!("--cacert={}", pki.path("ca.crt").display()))
-        .arg(format!("--cert={}", pki.path("client.crt").display()))
-        .arg(format!("--key={}", pki.path("client.key").display()))
+    // A watch never ends by itself: stopped after 5 s of replaying history.
+    let o = client_args(Command::new("timeout").args(["5", "etcdctl"]), pki, port)
         .args(["watch", "--prefix", prefix, "--rev=1", "-w", "json"])
         .output()
         .expect("running etcdctl watch");
