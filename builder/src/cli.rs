@@ -54,6 +54,10 @@ pub enum Command {
         /// Where the build to compare against put its outputs.
         #[arg(short, long, value_name = "DIR", default_value = "out")]
         output: PathBuf,
+        /// Print the verdict as JSON (identical, commit, image,
+        /// differences, kept).
+        #[arg(long)]
+        json: bool,
     },
     /// Show or prune the build cache (installed roots, initramfs images).
     Cache {
@@ -98,7 +102,26 @@ pub enum Command {
         /// text, json, or markdown (for a CI comment).
         #[arg(long, value_enum, default_value = "text")]
         format: crate::diff::DiffFormat,
+        /// Short for --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
     },
+
+    /// Boot images headless in QEMU and check them against test cases:
+    /// exits 0 only when every case passed on every firmware.
+    ///
+    /// A case is a directory with expect.toml (what must hold: system
+    /// state, failed units, read-only and writable paths, units, files,
+    /// commands, network, the first-boot agent's result, reboots; see
+    /// qemu-tests/ for examples), and optionally host.toml with overlay/
+    /// (the image to build for it) and firstboot.toml (user data). Without
+    /// --case, a built-in case checks a clean boot with a read-only /usr.
+    /// The image is built first (cached) unless --image names one; the
+    /// manifest's [budgets] are checked by the build and, for the boot
+    /// time, here (a KVM boot-time miss fails, a TCG one warns). Boot
+    /// times are recorded in the build's metadata. Uses KVM when a probe
+    /// guest runs under it, TCG otherwise.
+    Test(TestArgs),
 
     /// Print a shell completion script: `atomicbuild completions bash >
     /// /etc/bash_completion.d/atomicbuild` (zsh: a `_atomicbuild` file in
@@ -116,6 +139,71 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+}
+
+/// Firmware choices of `test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FirmwareChoice {
+    /// UEFI (OVMF).
+    Uefi,
+    /// BIOS (SeaBIOS).
+    Bios,
+    /// Each case on both, one after the other.
+    Both,
+}
+
+impl FirmwareChoice {
+    /// The firmwares to boot with.
+    pub fn list(self) -> Vec<Firmware> {
+        match self {
+            FirmwareChoice::Uefi => vec![Firmware::Uefi],
+            FirmwareChoice::Bios => vec![Firmware::Bios],
+            FirmwareChoice::Both => vec![Firmware::Uefi, Firmware::Bios],
+        }
+    }
+}
+
+/// Options of `test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The manifest to build and test (cases with their own host.toml
+    /// use theirs).
+    #[arg(short, long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Boot this image instead of building (raw, or qcow2/vmdk/vdi/vhd by
+    /// extension).
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// A test case directory. Repeatable.
+    #[arg(long = "case", value_name = "DIR")]
+    pub cases: Vec<PathBuf>,
+    /// Firmware to boot each case with.
+    #[arg(long, value_enum, default_value = "both")]
+    pub firmware: FirmwareChoice,
+    /// Write JUnit XML here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Keep every boot's serial console and report here (failed boots'
+    /// are always kept, in OUTPUT/test-logs by default).
+    #[arg(long, value_name = "DIR")]
+    pub keep_logs: Option<PathBuf>,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Where builds put their outputs (a case with its own host.toml
+    /// builds into OUTPUT/CASE).
+    #[arg(short, long, value_name = "DIR", default_value = "out")]
+    pub output: PathBuf,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub memory: u32,
+    /// The build cache [default: $XDG_CACHE_HOME/atomicbuild].
+    #[arg(long, value_name = "DIR", env = "ATOMICBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Bound of the cache's stage entries (as for `build`).
+    #[arg(long, value_name = "SIZE", env = "ATOMICBUILD_CACHE_MAX",
+          default_value = crate::cache::DEFAULT_MAX, value_parser = cache_max)]
+    pub cache_max: u64,
 }
 
 /// Options of `publish`.
@@ -181,6 +269,9 @@ pub struct UploadOpenstackArgs {
     /// How long to wait for the image to become active, in seconds.
     #[arg(long, default_value_t = DEFAULT_WAIT_SECS)]
     pub wait_secs: u64,
+    /// Print the result as JSON (target, name, image_id, ...).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `upload aws`.
@@ -224,6 +315,9 @@ pub struct UploadAwsArgs {
     /// How long to wait for the snapshot to complete (and for each copy), in seconds.
     #[arg(long, default_value_t = DEFAULT_WAIT_SECS)]
     pub wait_secs: u64,
+    /// Print the result as JSON (target, name, image_id, copies).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cache` subcommands.

@@ -399,36 +399,7 @@ impl Diff {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Build metadata with `packages` (name, version, KiB) and outputs.
-    fn meta(
-        version: &str,
-        commit: &str,
-        packages: &[(&str, &str, u64)],
-        raw_alloc: u64,
-    ) -> Metadata {
-        let pk: Vec<serde_json::Value> = packages
-            .iter()
-            .map(|(n, v, k)| serde_json::json!({"name": n, "version": v, "arch": "amd64", "installed_bytes": k * 1024}))
-            .collect();
-        let part = |n: u32, name: &str, size: u64| serde_json::json!({"number": n, "name": name, "offset": 1048576, "size": size, "type_guid": "", "guid": "", "filesystem": "ext4", "fs_id": ""});
-        serde_json::from_value(serde_json::json!({
-            "name": "host", "version": version, "inputs_key": "", "raw_identity": "",
-            "atomicbuild_version": "0.1.0",
-            "manifest": {"path": "host.toml", "sha256": ""},
-            "source_date_epoch": 1_700_000_000u64,
-            "ostree": {"ref": "r", "commit": commit, "osname": "debian"},
-            "kernel": {"version": "6.1.0-57-amd64", "cmdline": ["root=LABEL=root", "quiet"], "initramfs_bytes": 36_700_160u64},
-            "packages": pk,
-            "disk": {"size": 4u64 << 30, "disk_guid": "", "partitions": [part(3, "boot", 512 << 20), part(4, "root", 3u64 << 30)]},
-            "artifacts": [
-                {"file": format!("host-{version}.raw"), "format": "raw", "size": 4u64 << 30, "allocated": raw_alloc, "sha256": ""},
-                {"file": format!("host-{version}.qcow2"), "format": "qcow2", "size": 400u64 << 20, "allocated": 400u64 << 20, "sha256": ""}
-            ],
-            "stages": []
-        }))
-        .unwrap()
-    }
+    use crate::model::metadata::fixtures::fixture as meta;
 
     #[test]
     fn packages_added_removed_changed_and_sizes() {

@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod budgets;
 pub mod cache;
 pub mod cli;
 pub mod diff;
@@ -24,5 +25,6 @@ pub mod stage;
 pub mod updates;
 pub mod upload;
 pub mod verify;
+pub mod vmtest;
 
 pub use app::run;

@@ -68,8 +68,10 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> Result<usize> {
     Ok(n)
 }
 
-/// Rebuild and compare; prints the verdict and fails when anything differs.
-pub fn verify(manifest_path: &Path, lock: &Path, output: &Path) -> Result<()> {
+/// Rebuild and compare; prints the verdict (a JSON object with `json`:
+/// identical, commit, image, differences, kept) and fails when anything
+/// differs.
+pub fn verify(manifest_path: &Path, lock: &Path, output: &Path, json: bool) -> Result<()> {
     let m = manifest::load(manifest_path)?;
     let stem = m.stem();
     let meta_path = output.join(format!("{stem}.json"));
@@ -107,21 +109,32 @@ pub fn verify(manifest_path: &Path, lock: &Path, output: &Path) -> Result<()> {
     let again = Metadata::load(&built.metadata)?;
     let raw: PathBuf = output.join(format!("{stem}.raw"));
     let problems = differences(&meta, &again, &raw, &built.raw)?;
-    if problems.is_empty() {
-        println!(
-            "identical: commit {} and {} reproduce bit for bit",
-            meta.ostree.commit,
-            raw.display()
-        );
-        Ok(())
-    } else {
-        let kept = scratch.keep();
+    let kept = (!problems.is_empty()).then(|| scratch.keep());
+    if json {
+        let v = serde_json::json!({
+            "identical": problems.is_empty(),
+            "commit": meta.ostree.commit,
+            "image": raw,
+            "differences": problems,
+            "kept": kept,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    if let Some(kept) = kept {
         bail!(
             "not reproducible:\n  {}\n(the rebuild is kept in {} for inspection)",
             problems.join("\n  "),
             kept.display()
         )
     }
+    if !json {
+        println!(
+            "identical: commit {} and {} reproduce bit for bit",
+            meta.ostree.commit,
+            raw.display()
+        );
+    }
+    Ok(())
 }
 
 /// Everything that differs between a build (`meta`, its raw image `raw`)

@@ -58,6 +58,7 @@ fn man_pages_render_for_every_subcommand() {
     for want in [
         "atomicbuild.1",
         "atomicbuild-build.1",
+        "atomicbuild-test.1",
         "atomicbuild-publish.1",
         "atomicbuild-upload-aws.1",
         "atomicbuild-cache-gc.1",

@@ -1,10 +1,13 @@
 //! Real builds and boots, as named tests over one test image: the image of
 //! `qemu-tests/001_k8s_host` is built once (after one build of it was killed
 //! in its disk stage), shared by every test here, and booted once with UEFI
-//! (OVMF) and once with BIOS (SeaBIOS) in QEMU, in parallel; the checks the
-//! test image's marker unit reports on the serial console are judged here.
-//! KVM is used when it really runs guest code, TCG otherwise; each boot is
-//! bounded and a hung or stopped guest fails with the console tail.
+//! (OVMF) and once with BIOS (SeaBIOS) in QEMU, in parallel, both judged by
+//! `atomicbuild test`'s runner against `qemu-tests/001_k8s_host/expect.toml`
+//! (the UEFI boot through its library API, the BIOS boot through the
+//! command itself); what depends on the scenario is judged here from the
+//! facts the case reports. KVM is used when it really runs guest code, TCG
+//! otherwise; each boot is bounded and a hung or stopped guest fails with
+//! the console tail.
 //!
 //! The UEFI guest gets a first-boot config by fw_cfg (see `firstboot_vm`):
 //! it joins an etcd that runs on this machine and gets a hostname, a user
@@ -30,9 +33,8 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use atomicbuild::model::Firmware;
 use common::cmd::tail;
-use vm::report::{check_report, one, parse_report, BootCase};
+use vm::guests::{boot_both, grown_overlay, GROWN_BY};
 use vm::{build_cmd, build_variant, build_variant_with, final_names, stage_entry, Tmpfs};
 
 /// The test image, built once for all tests.
@@ -191,11 +193,16 @@ fn a_rebuild_from_the_lock_is_bit_for_bit_identical() {
         .arg(&lock)
         .arg("--output")
         .arg(&img.out)
+        .arg("--json")
         .output()
         .unwrap();
     let vout = String::from_utf8_lossy(&v.stdout);
+    let verdict: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap_or_default();
     assert!(
-        v.status.success() && vout.contains("identical"),
+        v.status.success()
+            && verdict["identical"] == true
+            && verdict["commit"] == img.commit.as_str()
+            && verdict["differences"] == serde_json::json!([]),
         "a rebuild from the lock is not bit-for-bit identical:\n{vout}\n{}",
         tail(&String::from_utf8_lossy(&v.stderr), 30)
     );
@@ -330,7 +337,7 @@ fn an_overlay_change_redoes_commit_and_disk_and_the_cache_crosses_file_systems()
         .arg("diff")
         .arg(img.out.join(format!("{stem}.json")))
         .arg(out.join(format!("{stem}.json")))
-        .args(["--format", "json"])
+        .arg("--json")
         .output()
         .unwrap();
     assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
@@ -371,6 +378,41 @@ fn an_overlay_change_redoes_commit_and_disk_and_the_cache_crosses_file_systems()
     assert!(text.contains("\n  + jq "), "{text}");
     assert!(text.contains("0 removed"), "{text}");
     assert!(!text.contains("the same OSTree commit"), "{text}");
+}
+
+#[test]
+fn a_one_mib_size_budget_fails_the_build_and_every_rerun() {
+    let img = image();
+    let _t = turn();
+    let dir = img.tmp.join("budget");
+    let out = dir.join("out");
+    let variant = vm::write_variant(&img.manifest_path, &dir, |t| {
+        t.replace(
+            "[[output]]\nformat = \"qcow2\"\ncompression = \"zstd\"\n",
+            "",
+        ) + "\n[budgets]\nraw_allocated = \"1MiB\"\npackages = 1000\n"
+    });
+    for run in ["build", "up-to-date rerun"] {
+        let o = build_cmd(&variant, &out, &img.work).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{run}: a 1 MiB budget must fail");
+        let want = "1 budget missed";
+        assert!(
+            stderr.contains(want)
+                && stderr.contains("budget raw_allocated missed: ")
+                && stderr.contains(" MiB over 1.0 MiB; largest contributors: linux-image-"),
+            "{run}: the error should name the budget, the figure and the top packages:\n{}",
+            tail(&stderr, 8)
+        );
+        eprintln!("{run} said:\n{}", tail(&stderr, 3));
+    }
+    // The outputs stay for inspection, complete.
+    let sums = Command::new("sha256sum")
+        .args(["-c", "--quiet", "SHA256SUMS"])
+        .current_dir(&out)
+        .status()
+        .unwrap();
+    assert!(sums.success());
 }
 
 #[test]
@@ -455,11 +497,21 @@ fn boots_uefi_provisioned_and_bios_without_user_data_on_a_grown_disk() {
         "/etc/atomic-update/config.d/50-test.toml".into(),
         vm::updates::settings(server.port),
     ));
-    let cases = [
-        (Firmware::Uefi, raw, Some(uefi), 0),
-        (Firmware::Bios, grown, None, GROWN_BY),
-    ];
-    failures.extend(boot_all(img, cases, &pki, host_etcd.client_port, &updates));
+    let built = vm::guests::Built {
+        tmp: &img.tmp,
+        manifest_path: &img.manifest_path,
+        m: &img.m,
+        out: &img.out,
+        commit: &img.commit,
+    };
+    failures.extend(boot_both(
+        built,
+        (raw, uefi),
+        grown,
+        &pki,
+        host_etcd.client_port,
+        &updates,
+    ));
     drop(server);
     if !failures.is_empty() {
         eprintln!(
@@ -472,109 +524,4 @@ fn boots_uefi_provisioned_and_bios_without_user_data_on_a_grown_disk() {
     }
     drop(host_etcd);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-/// How much the BIOS guest's disk grows before it boots.
-const GROWN_BY: u64 = 2 << 30;
-
-/// A qcow2 overlay of `base`, `size` bytes big.
-fn grown_overlay(base: &Path, dir: &Path, size: u64) -> PathBuf {
-    let grown = dir.join("grown.qcow2");
-    let st = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(base)
-        .arg(&grown)
-        .arg(size.to_string())
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "qemu-img create of the enlarged overlay failed"
-    );
-    grown
-}
-
-type Case = (Firmware, PathBuf, Option<firstboot_vm::Guest>, u64);
-
-/// Boot every case at once; every failure, with the console's tail.
-fn boot_all(
-    img: &'static Image,
-    cases: [Case; 2],
-    pki: &firstboot_vm::Pki,
-    host_port: u16,
-    updates: &vm::updates::Updates,
-) -> Vec<String> {
-    std::thread::scope(|s| {
-        let mut handles = Vec::new();
-        for (fw, image, guest, grown_by) in cases {
-            let scratch = img.tmp.join(format!("vm-{fw:?}"));
-            std::fs::create_dir_all(&scratch).unwrap();
-            let config = guest.as_ref().map(|g| {
-                let config = scratch.join("user-data.toml");
-                std::fs::write(&config, g.config(pki, host_port)).unwrap();
-                config
-            });
-            handles.push(s.spawn(move || {
-                let forward = guest.as_ref().map(|g| g.forward()).unwrap_or_default();
-                let report = scratch.join("checks.log");
-                let r = vm::boot::boot(&image, fw, &scratch, config.as_deref(), forward, || {
-                    let Some(g) = guest.as_ref() else {
-                        return Vec::new();
-                    };
-                    // While the provisioned guest runs: etcd from this
-                    // side, then the updates it takes by itself.
-                    let mut bad = g.check_from_host(pki, host_port);
-                    bad.extend(vm::updates::scenario(updates, &report, (pki, host_port)));
-                    bad
-                });
-                (fw, guest, grown_by, r)
-            }));
-        }
-        judge(
-            img,
-            handles.into_iter().map(|h| h.join().unwrap()).collect(),
-        )
-    })
-}
-
-type Boot = (
-    Firmware,
-    Option<firstboot_vm::Guest>,
-    u64,
-    Result<(String, String, Vec<String>), String>,
-);
-
-/// Every failure of the boots, with the console's tail.
-fn judge(img: &Image, boots: Vec<Boot>) -> Vec<String> {
-    let mut failures = Vec::new();
-    for (fw, guest, grown_by, result) in boots {
-        let (report, console, outside) = match result {
-            Err(e) => {
-                failures.push(format!("[{fw:?}] {e}"));
-                continue;
-            }
-            Ok(r) => r,
-        };
-        let r = parse_report(&report);
-        eprintln!(
-            "[{fw:?}] boot to running: {}s (guest uptime)",
-            one(&r, "uptime")
-        );
-        let case = BootCase {
-            firmware: fw,
-            provisioned: guest.as_ref(),
-            grown_by,
-        };
-        let mut bad = check_report(&r, &case, &img.m, &img.commit);
-        bad.extend(outside);
-        if !bad.is_empty() {
-            failures.push(format!(
-                "[{fw:?}] {} check(s) failed:\n  {}\nconsole tail:\n{}",
-                bad.len(),
-                bad.join("\n  "),
-                tail(&console, 40)
-            ));
-        }
-    }
-    failures
 }

@@ -273,20 +273,19 @@ fn upload_to_moto_reads_back_registers_retries_and_cleans_up() {
         assert!(reg.contains(want), "RegisterImage lacks {want}: {reg}");
     }
 
-    // The same image again: found, not uploaded twice.
+    // The same image again: found, not uploaded twice (said in --json).
     let p2 = proxy(moto.port, vec![]);
-    let o = upload(&format!("http://127.0.0.1:{}", p2.port), &img, "abtest-ami");
+    let o = upload_cmd(&format!("http://127.0.0.1:{}", p2.port), &img, "abtest-ami")
+        .arg("--json")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing-secret-never-printed")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap(),
-        ami
-    );
+    let rec: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rec["image_id"], ami.as_str(), "{rec}");
+    assert_eq!(rec["target"], "aws", "{rec}");
+    assert_eq!(rec["uploaded"], false, "{rec}");
     assert_eq!(
         p2.seen_blocks.load(Ordering::SeqCst),
         0,

@@ -121,11 +121,16 @@ fn uploads_to_glance_authenticated_by_keystone() {
             "fedora",
             "--os-version",
             "45",
+            "--json",
         ],
         &env,
         dir,
     );
-    let id = ok(&o);
+    // --json: the upload's record, as the build metadata keeps it.
+    let rec: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert_eq!(rec["target"], "openstack", "{rec}");
+    assert_eq!(rec["name"], "host-raw", "{rec}");
+    let id = rec["image_id"].as_str().unwrap().to_string();
     eprintln!(
         "24 MiB raw uploaded in {:.2} s:\n{}",
         t.elapsed().as_secs_f64(),

@@ -13,7 +13,7 @@ use crate::model::Firmware;
 use crate::qemu::{accel, firstboot_args, Accel, Serial, Vm};
 
 /// Check `given` with the agent's own validator before passing it on.
-fn check_firstboot_config(p: &Path) -> Result<()> {
+pub(super) fn check_firstboot_config(p: &Path) -> Result<()> {
     if !p.is_file() {
         anyhow::bail!("--firstboot-config {}: no such file", p.display());
     }

@@ -8,6 +8,7 @@ mod cache;
 mod convert;
 mod docs;
 mod publish;
+mod test;
 mod upload;
 
 use anyhow::Result;
@@ -27,18 +28,26 @@ pub fn run(cli: Cli) -> Result<()> {
             manifest,
             lock,
             output,
-        }) => verify::verify(&manifest, &lock, &output),
+            json,
+        }) => verify::verify(&manifest, &lock, &output, json),
         Some(Command::Cache { action, cache_dir }) => cache::run(action, cache_dir),
         Some(Command::Convert(a)) => convert::run(&a),
         Some(Command::Boot(args)) => boot::run(&args),
         Some(Command::Upload(UploadCommand::Aws(args))) => upload::aws(&args),
         Some(Command::Upload(UploadCommand::Openstack(args))) => upload::openstack(&args),
         Some(Command::Publish(args)) => publish::run(&args),
-        Some(Command::Diff { old, new, format }) => {
+        Some(Command::Diff {
+            old,
+            new,
+            format,
+            json,
+        }) => {
             let (a, b) = (Metadata::load(&old)?, Metadata::load(&new)?);
+            let format = if json { diff::DiffFormat::Json } else { format };
             print!("{}", diff::diff(&a, &b).render(format));
             Ok(())
         }
+        Some(Command::Test(args)) => test::run(&args),
         Some(Command::Completions { shell }) => docs::completions(shell),
         Some(Command::Man { dir }) => docs::man(&dir),
     }

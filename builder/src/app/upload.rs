@@ -31,6 +31,10 @@ pub fn aws(a: &UploadAwsArgs) -> Result<()> {
         wait: Duration::from_secs(a.wait_secs),
     };
     let r = target.upload(&a.image, None)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
     println!("{}", r.image_id);
     for (region, id) in &r.copies {
         println!("{region} {id}");
@@ -48,6 +52,11 @@ pub fn openstack(a: &UploadOpenstackArgs) -> Result<()> {
         os_version: a.os_version.clone(),
         wait: Duration::from_secs(a.wait_secs),
     };
-    println!("{}", target.upload(&a.image)?.image_id);
+    let r = target.upload(&a.image)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!("{}", r.image_id);
+    }
     Ok(())
 }

@@ -63,6 +63,8 @@ pub struct Manifest {
     pub updates: Option<Updates>,
     /// The key `publish` signs with.
     pub signing: Option<Signing>,
+    /// Size and boot-time limits.
+    pub budgets: crate::budgets::Budgets,
 }
 
 /// Units to enable, disable and mask.
@@ -206,6 +208,14 @@ impl fmt::Display for ManifestError {
 
 /// Read, parse and validate the manifest at `path`.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let (src, sha256) = read_source(path, "the manifest")?;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let dir = abs.parent().map(Path::to_owned).unwrap_or_default();
+    parse_str(&src, path, &dir, sha256)
+}
+
+/// The UTF-8 text of `path` (`what` it is, for errors) and its sha256.
+pub fn read_source(path: &Path, what: &str) -> Result<(String, String), ManifestError> {
     let fail = |message: String| ManifestError {
         file: path.to_owned(),
         problems: vec![Problem {
@@ -214,13 +224,10 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
             message,
         }],
     };
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the manifest: {e}")))?;
-    let src = String::from_utf8(bytes.clone())
-        .map_err(|_| fail("the manifest is not valid UTF-8".into()))?;
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read {what}: {e}")))?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    let dir = abs.parent().map(Path::to_owned).unwrap_or_default();
-    parse_str(&src, path, &dir, sha256)
+    let src = String::from_utf8(bytes).map_err(|_| fail(format!("{what} is not valid UTF-8")))?;
+    Ok((src, sha256))
 }
 
 /// Parse and validate manifest text; `dir` resolves relative overlay paths.
@@ -230,8 +237,22 @@ pub fn parse_str(
     dir: &Path,
     sha256: String,
 ) -> Result<Manifest, ManifestError> {
+    parse_checked(src, file, |raw: raw::RawManifest| {
+        validate::check(raw, file, dir, sha256)
+    })
+}
+
+/// Parse TOML text into `R` (unknown keys and wrong types are errors with
+/// their position), then `check` it; every problem `check` finds is placed
+/// at the line and column of its field. Manifests and test expectations
+/// (`expect.toml`) are read this way.
+pub fn parse_checked<R: serde::de::DeserializeOwned, T>(
+    src: &str,
+    file: &Path,
+    check: impl FnOnce(R) -> Result<T, crate::model::Problems>,
+) -> Result<T, ManifestError> {
     let de = toml::Deserializer::new(src);
-    let raw: raw::RawManifest = match serde_path_to_error::deserialize(de) {
+    let raw: R = match serde_path_to_error::deserialize(de) {
         Ok(r) => r,
         Err(e) => {
             let field = e.path().to_string();
@@ -251,7 +272,7 @@ pub fn parse_str(
             });
         }
     };
-    match validate::check(raw, file, dir, sha256) {
+    match check(raw) {
         Ok(m) => Ok(m),
         Err(found) => {
             let mut problems: Vec<Problem> = found

@@ -10,6 +10,7 @@
 
 use serde::Deserialize;
 
+use crate::budgets::RawBudgets;
 use crate::disk::spec::RawDisk;
 use crate::distro::spec::RawBase;
 use crate::formats::spec::RawOutput;
@@ -42,6 +43,8 @@ pub struct RawManifest {
     pub upload: Vec<RawUpload>,
     pub updates: Option<RawUpdates>,
     pub signing: Option<RawSigning>,
+    #[serde(default)]
+    pub budgets: RawBudgets,
 }
 
 /// Where the first-boot agent finds its configuration.

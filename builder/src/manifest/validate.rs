@@ -9,7 +9,7 @@ use std::path::Path;
 use super::raw::RawManifest;
 use super::{sections, Manifest};
 use crate::model::Problems;
-use crate::{disk, distro, formats, publish, updates, upload};
+use crate::{budgets, disk, distro, formats, publish, updates, upload};
 
 /// Check everything: the manifest, or every problem found.
 pub fn check(
@@ -48,6 +48,8 @@ pub fn check(
     let signing = r
         .signing
         .and_then(|s| publish::signing::check(s, dir, &mut p.scope("signing")));
+    let labels: Vec<String> = outputs.iter().map(|o| o.label()).collect();
+    let budgets = budgets::check(r.budgets, &labels, &mut p.scope("budgets"));
     match (p.is_empty(), base, disk) {
         (true, Some(base), Some(disk)) => Ok(Manifest {
             path: file.to_owned(),
@@ -68,6 +70,7 @@ pub fn check(
             uploads,
             updates,
             signing,
+            budgets,
         }),
         _ => Err(p),
     }

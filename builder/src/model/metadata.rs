@@ -43,6 +43,24 @@ pub struct Metadata {
     /// What `--upload` made of the outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploads: Option<Vec<UploadRecord>>,
+    /// Boot times `atomicbuild test` measured, one per firmware and
+    /// accelerator (the latest of each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_times: Vec<BootTime>,
+}
+
+/// One boot's time to `multi-user.target`, as the guest measured it.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
+pub struct BootTime {
+    /// `uefi` or `bios`.
+    pub firmware: String,
+    /// `kvm` or `tcg`.
+    pub accel: String,
+    /// Seconds from power-on (firmware included, when systemd knows it)
+    /// to `multi-user.target`.
+    pub seconds: f64,
+    /// The slowest units (`systemd-analyze blame`), slowest first.
+    pub slowest_units: Vec<String>,
 }
 
 impl Metadata {
@@ -183,5 +201,41 @@ mod tests {
         std::fs::write(&p, r#"{"name": "x", "version": "1"}"#).unwrap();
         let e = Metadata::load(&p).unwrap_err();
         assert!(format!("{e:#}").contains("missing field"), "{e:#}");
+    }
+}
+
+/// Build metadata for tests: `packages` (name, version, KiB), a raw image
+/// allocating `raw_alloc` bytes and a 400 MiB qcow2.
+#[cfg(test)]
+pub mod fixtures {
+    use super::Metadata;
+
+    pub fn fixture(
+        version: &str,
+        commit: &str,
+        packages: &[(&str, &str, u64)],
+        raw_alloc: u64,
+    ) -> Metadata {
+        let pk: Vec<serde_json::Value> = packages
+            .iter()
+            .map(|(n, v, k)| serde_json::json!({"name": n, "version": v, "arch": "amd64", "installed_bytes": k * 1024}))
+            .collect();
+        let part = |n: u32, name: &str, size: u64| serde_json::json!({"number": n, "name": name, "offset": 1048576, "size": size, "type_guid": "", "guid": "", "filesystem": "ext4", "fs_id": ""});
+        serde_json::from_value(serde_json::json!({
+            "name": "host", "version": version, "inputs_key": "", "raw_identity": "",
+            "atomicbuild_version": "0.1.0",
+            "manifest": {"path": "host.toml", "sha256": ""},
+            "source_date_epoch": 1_700_000_000u64,
+            "ostree": {"ref": "r", "commit": commit, "osname": "debian"},
+            "kernel": {"version": "6.1.0-57-amd64", "cmdline": ["root=LABEL=root", "quiet"], "initramfs_bytes": 36_700_160u64},
+            "packages": pk,
+            "disk": {"size": 4u64 << 30, "disk_guid": "", "partitions": [part(3, "boot", 512 << 20), part(4, "root", 3u64 << 30)]},
+            "artifacts": [
+                {"file": format!("host-{version}.raw"), "format": "raw", "size": 4u64 << 30, "allocated": raw_alloc, "sha256": ""},
+                {"file": format!("host-{version}.qcow2"), "format": "qcow2", "size": 400u64 << 20, "allocated": 400u64 << 20, "sha256": ""}
+            ],
+            "stages": []
+        }))
+        .unwrap()
     }
 }

@@ -6,13 +6,14 @@
 //! This module depends on no other module of the crate.
 
 mod layout;
-mod metadata;
+pub(crate) mod metadata;
 mod problems;
 mod size;
 
 pub use layout::{Layout, Part};
 pub use metadata::{
-    Artifact, KernelInfo, ManifestRef, Metadata, OstreeInfo, Package, StageTime, UploadRecord,
+    Artifact, BootTime, KernelInfo, ManifestRef, Metadata, OstreeInfo, Package, StageTime,
+    UploadRecord,
 };
 pub use problems::{Problems, Scope};
 pub use size::{parse_size, Size};

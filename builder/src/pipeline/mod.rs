@@ -12,7 +12,7 @@ use crate::distro::lock::Lock;
 use crate::manifest::{self, Manifest};
 use crate::progress::Progress;
 use crate::stage::{self, Timings};
-use crate::{preflight, upload};
+use crate::{budgets, preflight, upload};
 pub use workspace::default_cache_dir;
 
 /// What to build, and how.
@@ -50,8 +50,37 @@ pub struct Built {
     pub lock: PathBuf,
 }
 
-/// Build the images a manifest describes.
+/// Build the images a manifest describes, then check the build against the
+/// manifest's `[budgets]`: a miss fails the build (its outputs stay, for
+/// inspection and `diff`), and so does every up-to-date rerun of it.
 pub fn build(o: &BuildOptions) -> Result<Built> {
+    let built = build_outputs(o)?;
+    let meta = crate::model::Metadata::load(&built.metadata)?;
+    let b = &built.manifest.budgets;
+    let misses = budgets::check_build(b, &meta);
+    if !misses.is_empty() {
+        anyhow::bail!(
+            "{}: {} budget{} missed (the outputs are in {} for inspection):\n  {}",
+            built.manifest.path.display(),
+            misses.len(),
+            if misses.len() == 1 { "" } else { "s" },
+            o.output.display(),
+            misses
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+    let figures = budgets::figures(b, &meta);
+    if !figures.is_empty() {
+        eprintln!("within budgets: {}", figures.join(", "));
+    }
+    Ok(built)
+}
+
+/// The build itself: every stage, or nothing when up to date.
+fn build_outputs(o: &BuildOptions) -> Result<Built> {
     let m = manifest::load(&o.manifest)?;
     let lock = load_lock(&m, o)?;
     if o.upload {

@@ -189,5 +189,6 @@ pub fn metadata(
         artifacts,
         stages: t.0,
         uploads: None,
+        boot_times: Vec::new(),
     }
 }

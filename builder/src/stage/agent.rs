@@ -4,7 +4,8 @@
 //! automatic rollback), with their systemd units, the etcd drop-in that
 //! keeps Debian's etcd from starting unconfigured, and the
 //! `/usr/sbin/grub-mkconfig` through which ostree's grub2 backend has the
-//! update agent write `grub.cfg`. With `[updates]`, the agent's settings
+//! update agent write `grub.cfg`, and the hook through which `atomicbuild
+//! test` runs its checks (idle unless QEMU passes a check script). With `[updates]`, the agent's settings
 //! and the trusted public keys too. Where the first-boot agent looks for
 //! its configuration is set by kernel arguments from `[firstboot]`.
 
@@ -22,6 +23,7 @@ pub const UNITS: &[&str] = &[
     "atomic-firstboot.service",
     "atomic-growroot.service",
     "atomic-update.service",
+    "atomicbuild-test.service",
 ];
 
 /// Files installed as they are: (path in the image, mode, contents).
@@ -45,6 +47,11 @@ const FILES: &[(&str, u32, &str)] = &[
         "usr/lib/systemd/system/atomic-update.service",
         0o644,
         include_str!("../../../updater/dist/atomic-update.service"),
+    ),
+    (
+        "usr/lib/systemd/system/atomicbuild-test.service",
+        0o644,
+        include_str!("../../dist/atomicbuild-test.service"),
     ),
     (
         "usr/sbin/grub-mkconfig",

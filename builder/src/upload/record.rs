@@ -10,8 +10,15 @@ use crate::model::{Metadata, UploadRecord};
 
 /// Put `records` into the metadata at `metadata` and its SHA256SUMS line.
 pub fn record(metadata: &Path, records: &[UploadRecord]) -> Result<()> {
+    rewrite(metadata, |meta| meta.uploads = Some(records.to_vec()))
+}
+
+/// Change the metadata at `metadata` by `change`, and renew its line in the
+/// `SHA256SUMS` beside it (both replaced atomically). Uploads and `test`'s
+/// boot times are recorded this way.
+pub fn rewrite(metadata: &Path, change: impl FnOnce(&mut Metadata)) -> Result<()> {
     let mut meta = Metadata::load(metadata)?;
-    meta.uploads = Some(records.to_vec());
+    change(&mut meta);
     common::atomic::write(metadata, &meta.to_json()?)?;
     let sums_path = metadata.with_file_name("SHA256SUMS");
     let name = super::file_name(metadata);

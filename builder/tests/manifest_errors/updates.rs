@@ -126,3 +126,27 @@ fn the_image_settings_of_a_window_and_a_lock_are_what_the_agent_reads() {
     );
     assert_eq!(l.member.as_deref(), Some("m1"));
 }
+
+#[test]
+fn budgets_are_checked_with_positions() {
+    let t = format!(
+        "{}\n[budgets]\nraw_allocated = \"lots\"\nboot_time_tcg = \"fast\"\n\n[budgets.outputs]\nvhd = \"1GiB\"\n",
+        good()
+    );
+    let lines = good().lines().count();
+    let at = |k: usize| format!("host.toml:{}:", lines + k);
+    // The first problem found by the parser stops it (a size that does
+    // not parse is a type error); the rest are found together.
+    rejects(&t, &[&format!("{}17: budgets.raw_allocated", at(3))]);
+    let t = t.replace("\"lots\"", "\"1GiB\"");
+    rejects(
+        &t,
+        &[
+            &format!("{}1: budgets.boot_time_tcg", at(4)),
+            &format!(
+                "{}1: budgets.outputs.vhd: no [[output]] is labelled \"vhd\"",
+                at(7)
+            ),
+        ],
+    );
+}

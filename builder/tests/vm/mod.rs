@@ -1,10 +1,11 @@
 //! The VM test's harness: builds of the test image and its variants,
 //! output directories on other file systems, boots and their reports.
 
-pub mod boot;
 pub mod chroot;
+pub mod guests;
 pub mod report;
 pub mod scratch;
+pub mod testrun;
 pub mod updates;
 
 use std::io::{BufRead, BufReader};
