@@ -47,7 +47,7 @@ echo "ABCHECK state| $(systemctl is-system-running --wait 2>&1)"
 say failed systemctl list-units --failed --no-legend --plain
 say boot-time systemd-analyze time
 run multi-user 'systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target'
-run blame 'systemd-analyze blame --no-pager | head -n 8'
+run blame "systemd-analyze blame --no-pager | grep -v '[.]device\$' | head -n 8"
 run firmware '[ -d /sys/firmware/efi ] && echo uefi || echo bios'
 "#;
 
