@@ -3,6 +3,8 @@
 //! through the pvpanic device (a boot sector of our own under SeaBIOS), and,
 //! on hosts where KVM cannot run guest code (the probe says so), a guest
 //! forced onto KVM with `ATOMICBUILD_ACCEL=kvm` (QEMU's internal-error).
+//! `atomicbuild test` likewise fails a guest that never reports at the
+//! case's timeout, and one that panics at once.
 
 use std::io::Read;
 use std::path::Path;
@@ -104,4 +106,86 @@ fn forced_kvm_that_cannot_run_guest_code_ends_boot_with_an_error() {
         );
         assert!(secs < 30.0, "took {secs:.1}s to notice");
     }
+}
+
+/// A 1 MiB raw disk whose boot sector halts forever (a guest that never
+/// reports).
+fn halting_disk(path: &Path) {
+    let mut img = vec![0u8; 1 << 20];
+    img[..3].copy_from_slice(&[0xF4, 0xEB, 0xFD]); // hlt; jmp hlt
+    img[510] = 0x55;
+    img[511] = 0xAA;
+    std::fs::write(path, img).unwrap();
+}
+
+/// `atomicbuild test --image IMAGE --case CASE --firmware bios --junit`;
+/// (exit code, stderr, the JUnit text).
+fn test_image(image: &Path, case: &Path, dir: &Path) -> (Option<i32>, String, String) {
+    let junit = dir.join("junit.xml");
+    let o = Command::new(env!("CARGO_BIN_EXE_atomicbuild"))
+        .args(["test", "--firmware", "bios", "--image"])
+        .arg(image)
+        .arg("--case")
+        .arg(case)
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--output")
+        .arg(dir.join("out"))
+        .env("ATOMICBUILD_ACCEL", "tcg")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    eprintln!("{err}");
+    (
+        o.status.code(),
+        err,
+        std::fs::read_to_string(junit).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn test_fails_a_guest_that_never_reports_at_the_case_timeout_and_one_that_panics() {
+    let d = tempfile::tempdir().unwrap();
+    let case = d.path().join("case");
+    std::fs::create_dir_all(&case).unwrap();
+    std::fs::write(case.join("expect.toml"), "timeout = \"3s\"\n").unwrap();
+    let img = d.path().join("halt.raw");
+    halting_disk(&img);
+    let t = Instant::now();
+    let (code, err, junit) = test_image(&img, &case, d.path());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("boot: timeout: the guest did not report within 3s"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "the timeout was not kept"
+    );
+    assert!(
+        junit.contains("<testcase classname=\"case.bios\" name=\"boot\""),
+        "{junit}"
+    );
+    // The failed run's console is kept where the error says.
+    let kept = d.path().join("out/test-logs/case-bios/console.log");
+    assert!(
+        err.contains("console and report kept in") && kept.is_file(),
+        "{err}"
+    );
+    // A guest that panics ends the run at once, as a failed boot.
+    let img = d.path().join("panic.raw");
+    panicking_disk(&img);
+    std::fs::write(case.join("expect.toml"), "timeout = \"5m\"\n").unwrap();
+    let t = Instant::now();
+    let (code, err, _) = test_image(&img, &case, d.path());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("boot: ") && err.contains("guest-panicked"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        t.elapsed()
+    );
 }

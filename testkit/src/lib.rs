@@ -1,7 +1,8 @@
 //! What several crates' tests need and must not copy: a CA and
 //! certificates made with `openssl` ([`Pki`]), real etcd members with TLS
 //! on 127.0.0.1 ([`EtcdMember`], [`etcd_cluster`]), `etcdctl` with the test
-//! client certificate, free ports. Used as a dev-dependency only.
+//! client certificate, free ports, JUnit validation. Used as a
+//! dev-dependency only.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -342,4 +343,30 @@ pub fn slot_history(pki: &Pki, port: u16, prefix: &str) -> (usize, usize) {
         }
     }
     (most, takes)
+}
+
+/// Jenkins' JUnit schema, as `scripts/install-deps` puts it.
+pub const JUNIT_SCHEMA: &str = "/opt/atomicbuild-test-venv/share/junit-10.xsd";
+
+/// Validate the JUnit XML at `path` against [`JUNIT_SCHEMA`] with xmllint.
+pub fn junit_valid(path: &Path) -> Result<(), String> {
+    if !Path::new(JUNIT_SCHEMA).is_file() {
+        return Err(format!(
+            "{JUNIT_SCHEMA} is missing: run scripts/install-deps"
+        ));
+    }
+    let o = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema", JUNIT_SCHEMA])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("xmllint (libxml2-utils): {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} does not validate against the JUnit schema:\n{}",
+            path.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ))
+    }
 }

@@ -279,7 +279,7 @@ fn the_script_is_valid_sh_whatever_the_rules_quote() {
 }
 
 #[test]
-fn junit_is_read_back_by_an_independent_parser() {
+fn junit_validates_and_is_read_back_by_an_independent_parser() {
     let reports = judge::parse(RECORDED);
     let text = RECORDED.replace("ABCHECK write:/usr| ro", "ABCHECK write:/usr| rw");
     let b = Budgets {
@@ -331,6 +331,7 @@ fn junit_is_read_back_by_an_independent_parser() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("junit.xml");
     std::fs::write(&f, junit::junit(&results)).unwrap();
+    testkit::junit_valid(&f).unwrap();
     let py = "import sys, xml.etree.ElementTree as ET\nr = ET.parse(sys.argv[1]).getroot()\nfor s in r.findall('testsuite'):\n  print(s.get('name'), s.get('tests'), s.get('failures'), len(s.findall('testcase')), [c.get('name') for c in s.findall('testcase') if c.find('failure') is not None], len([c for c in s.findall('testcase') if c.find('system-out') is not None]))\n";
     let o = std::process::Command::new("python3")
         .args(["-c", py])

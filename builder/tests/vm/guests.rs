@@ -140,10 +140,11 @@ fn uefi_provisioned(
 
 /// The plain BIOS boot on the grown disk, through the nightly pipeline
 /// (`ci/nightly.sh`: build, `atomicbuild test`, diff, publish) with a copy
-/// of the case that has one rule broken on purpose and a boot-time budget
-/// of 1 s: the test must fail naming that rule (and warn of the budget
-/// under TCG) and pass everything else, JUnit read back; the diff against
-/// the "published" build is written; nothing is published.
+/// of the case that boots twice (`reboots = 1`) and has one rule broken on
+/// purpose, and a boot-time budget of 1 s: the test must fail naming that
+/// rule in both boots (and warn of the budget under TCG) and pass
+/// everything else, JUnit validated and read back; the diff against the
+/// "published" build is written; nothing is published.
 fn bios_through_nightly(img: Built, image: &Path) -> Vec<String> {
     let dir = img.tmp.join("vm-bios");
     let case_dir = dir.join("001_broken");
@@ -153,7 +154,7 @@ fn bios_through_nightly(img: Built, image: &Path) -> Vec<String> {
             .unwrap();
     std::fs::write(
         case_dir.join("expect.toml"),
-        format!("{expect}\n[firstboot]\nresult = \"no-user-data\"\n\n[[command]]\nname = \"deliberately broken\"\nrun = \"touch /usr/.broken\"\n"),
+        format!("reboots = 1\n{expect}\n[firstboot]\nresult = \"no-user-data\"\n\n[[command]]\nname = \"deliberately broken\"\nrun = \"touch /usr/.broken\"\n"),
     )
     .unwrap();
     // Without the qcow2 output (a faster build), with a boot budget.
@@ -213,7 +214,8 @@ fn bios_through_nightly(img: Built, image: &Path) -> Vec<String> {
     }
     let logs = reports.join("test-logs/001_broken-bios");
     let report = atomicbuild::vmtest::run::read_log(&logs.join("report.log"));
-    match atomicbuild::vmtest::judge::parse(&report).first() {
+    let boots = atomicbuild::vmtest::judge::parse(&report);
+    match boots.first() {
         Some(r) => {
             let case = BootCase {
                 provisioned: None,
@@ -222,6 +224,17 @@ fn bios_through_nightly(img: Built, image: &Path) -> Vec<String> {
             bad.extend(check_report(r, &case, img.m, img.commit));
         }
         None => bad.push("no report kept".into()),
+    }
+    // The second boot found the root grown already.
+    let again = boots
+        .get(1)
+        .map(|r| r.fact("growroot-log"))
+        .unwrap_or_default();
+    if boots.len() != 2 || !again.contains("already fills the disk") {
+        bad.push(format!(
+            "two boot reports expected, the second with the root grown already; {} reports, the second's growroot said: {again}",
+            boots.len()
+        ));
     }
     if bad.is_empty() {
         return bad;

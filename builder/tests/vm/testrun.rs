@@ -1,6 +1,7 @@
 //! Judging a run of the `atomicbuild test` command on a case broken on
-//! purpose: its exit status, its JSON, and its JUnit XML read back by an
-//! independent parser (Python's xml.etree).
+//! purpose: its exit status, its JSON, and its JUnit XML validated against
+//! the JUnit schema and read back by an independent parser (Python's
+//! xml.etree).
 
 use std::path::Path;
 use std::process::Command;
@@ -43,9 +44,15 @@ pub fn judge_broken_run(code: Option<i32>, stderr: &str, json: &[u8], junit: &Pa
             )
         })
         .collect();
-    if failed.len() != 1 || !failed[0].contains(BROKEN_RULE) {
+    // The case boots twice (reboots = 1): the rule fails in both boots.
+    let ok = failed.len() == 2
+        && failed[0].starts_with("command[")
+        && failed[0].contains(BROKEN_RULE)
+        && failed[1].starts_with("boot 2: command[")
+        && failed[1].contains(BROKEN_RULE);
+    if !ok {
         bad.push(format!(
-            "exactly the broken rule should fail; failed: {failed:#?}"
+            "exactly the broken rule should fail, in both boots; failed: {failed:#?}"
         ));
     }
     let warned: Vec<&str> = verdicts
@@ -70,6 +77,9 @@ pub fn judge_broken_run(code: Option<i32>, stderr: &str, json: &[u8], junit: &Pa
 /// The JUnit file parsed by Python: one suite, `tests` test cases, one
 /// failure naming the broken rule.
 fn junit_read_back(junit: &Path, tests: usize) -> Vec<String> {
+    if let Err(e) = testkit::junit_valid(junit) {
+        return vec![e];
+    }
     let py = r#"
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
@@ -86,10 +96,15 @@ print(len(suites), len(cases), root.get("tests"), root.get("failures"), "|".join
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let want_prefix = format!("1 {tests} {tests} 1 command[");
-    if !o.status.success() || !out.starts_with(&want_prefix) || !out.ends_with(BROKEN_RULE) {
+    let want_prefix = format!("1 {tests} {tests} 2 command[");
+    let want_end = format!("{BROKEN_RULE}|boot 2: command[");
+    if !o.status.success()
+        || !out.starts_with(&want_prefix)
+        || !out.contains(&want_end)
+        || !out.ends_with(BROKEN_RULE)
+    {
         return vec![format!(
-            "JUnit read back: want \"{want_prefix}N] {BROKEN_RULE}\", got {out:?} {}",
+            "JUnit read back: want \"{want_prefix}N] {want_end}N] {BROKEN_RULE}\", got {out:?} {}",
             String::from_utf8_lossy(&o.stderr)
         )];
     }
