@@ -21,6 +21,7 @@ pub mod preflight;
 pub mod progress;
 pub mod publish;
 pub mod qemu;
+pub mod sbom;
 pub mod stage;
 pub mod updates;
 pub mod upload;

@@ -146,7 +146,8 @@ fn a_killed_build_leaves_nothing_and_the_rebuild_reuses_the_cache() {
             format!("{stem}.json"),
             format!("{stem}.lock"),
             format!("{stem}.qcow2"),
-            format!("{stem}.raw")
+            format!("{stem}.raw"),
+            format!("{stem}.spdx.json")
         ]
     );
     let sums = Command::new("sha256sum")
@@ -177,6 +178,36 @@ fn a_killed_build_leaves_nothing_and_the_rebuild_reuses_the_cache() {
         .unwrap()
         .iter()
         .any(|p| p["name"] == "etcd-server"));
+}
+
+#[test]
+fn the_sbom_validates_and_matches_the_lock_and_the_images_dpkg() {
+    let img = image();
+    let _t = turn();
+    let stem = img.m.stem();
+    let outside = img.out.join(format!("{stem}.spdx.json"));
+    testkit::spdx_valid(&outside).unwrap();
+    let lock =
+        atomicbuild::distro::lock::Lock::load(&img.out.join(format!("{stem}.lock"))).unwrap();
+    let (_, dep) =
+        vm::chroot::deployment(&img.out.join(format!("{stem}.raw")), &img.tmp.join("sbom"));
+    let inside = dep.join(atomicbuild::sbom::IN_IMAGE);
+    testkit::spdx_valid(&inside).unwrap();
+    let dpkg = Command::new("dpkg-query")
+        .arg(format!(
+            "--admindir={}",
+            dep.join("usr/lib/sysimage/dpkg").display()
+        ))
+        .args([
+            "-W",
+            "-f",
+            "${db:Status-Abbrev}|${Package}|${source:Package}|${source:Version}\n",
+        ])
+        .output()
+        .unwrap();
+    let dpkg = String::from_utf8_lossy(&dpkg.stdout).into_owned();
+    let bad = vm::sbom::check(&outside, &inside, &lock, &dpkg);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
 #[test]

@@ -12,9 +12,7 @@
 //! Needs root and Debian's rpm, createrepo-c, gnupg, dnf, python3-dnf
 //! (`scripts/install-deps`).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use atomicbuild::progress::Progress;
@@ -196,51 +194,6 @@ done
     );
 }
 
-/// Serve `dir` over HTTP on 127.0.0.1 (GET only) from a thread.
-fn serve(dir: PathBuf) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let dir = dir.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut line = String::new();
-                if r.read_line(&mut line).is_err() {
-                    return;
-                }
-                loop {
-                    let mut h = String::new();
-                    if r.read_line(&mut h).is_err() || h.trim().is_empty() {
-                        break;
-                    }
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("/");
-                let path = path.split('?').next().unwrap_or("/");
-                let file = dir.join(path.trim_start_matches('/'));
-                let resp = match (path.contains(".."), std::fs::read(&file)) {
-                    (false, Ok(body)) if file.is_file() => {
-                        let mut v = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                            body.len()
-                        )
-                        .into_bytes();
-                        v.extend(body);
-                        v
-                    }
-                    _ => {
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            .to_vec()
-                    }
-                };
-                let _ = s.write_all(&resp);
-            });
-        }
-    });
-    port
-}
-
 fn manifest(
     dir: &Path,
     name: &str,
@@ -327,7 +280,7 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
         .unwrap();
     let dir = tmp.path();
     make_fixture(dir);
-    let port = serve(dir.join("repos"));
+    let port = testkit::serve_dir(dir.join("repos"));
     let url = |r: &str| format!("http://127.0.0.1:{port}/{r}/");
 
     // Resolve, install, shape, commit.
@@ -496,7 +449,7 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
         );
         assert!(needles.iter().all(|n| e.contains(n)), "{name}: {e}");
     }
-    let closed = TcpListener::bind("127.0.0.1:0")
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
@@ -577,6 +530,22 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
         meta["packages"]
     );
     assert_eq!(meta["kernel"]["version"], "6.1.0-fx");
+    // The source package of each, from rpm's SOURCERPM (fx-app's epoch is
+    // not in its source rpm's name), and the SBOM with rpm purls.
+    let app = &meta["packages"][0];
+    assert_eq!(
+        (app["source"].as_str(), app["source_version"].as_str()),
+        (Some("fx-app"), Some("0.5-3")),
+        "{app}"
+    );
+    let sbom = out.join(meta["sbom"].as_str().unwrap());
+    testkit::spdx_valid(&sbom).unwrap();
+    let text = std::fs::read_to_string(&sbom).unwrap();
+    assert!(
+        text.contains("pkg:rpm/fedora/fx-app@2%3A0.5-3?arch=noarch&distro=fedora-41")
+            && text.contains("pkg:rpm/fedora/fx-app@0.5-3?arch=source&distro=fedora-41"),
+        "{text}"
+    );
     let lock = std::fs::read_to_string(out.join(format!("{stem}.lock"))).unwrap();
     assert!(
         lock.contains("distro = \"fedora\"") && lock.contains("version = \"2:0.5-3\""),

@@ -1,7 +1,8 @@
 //! What several crates' tests need and must not copy: a CA and
 //! certificates made with `openssl` ([`Pki`]), real etcd members with TLS
 //! on 127.0.0.1 ([`EtcdMember`], [`etcd_cluster`]), `etcdctl` with the test
-//! client certificate, free ports, JUnit validation. Used as a
+//! client certificate, free ports, JUnit and SPDX validation, a static
+//! HTTP server for fixtures. Used as a
 //! dev-dependency only.
 
 use std::path::{Path, PathBuf};
@@ -369,4 +370,72 @@ pub fn junit_valid(path: &Path) -> Result<(), String> {
             String::from_utf8_lossy(&o.stderr)
         ))
     }
+}
+
+/// The SPDX project's validator, as `scripts/install-deps` installs it.
+pub const PYSPDXTOOLS: &str = "/opt/atomicbuild-test-venv/bin/pyspdxtools";
+
+/// Validate the SPDX document at `path` with the SPDX project's tools.
+pub fn spdx_valid(path: &Path) -> Result<(), String> {
+    let o = std::process::Command::new(PYSPDXTOOLS)
+        .arg("--infile")
+        .arg(path)
+        .output()
+        .map_err(|e| format!("{PYSPDXTOOLS} (run scripts/install-deps): {e}"))?;
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} is not valid SPDX:\n{out}", path.display()))
+    }
+}
+
+/// Serve `dir` over HTTP on 127.0.0.1 (GET only) from a thread.
+pub fn serve_dir(dir: std::path::PathBuf) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                use std::io::{BufRead, Write};
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                if r.read_line(&mut line).is_err() {
+                    return;
+                }
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or("/");
+                let file = dir.join(path.trim_start_matches('/'));
+                let resp = match (path.contains(".."), std::fs::read(&file)) {
+                    (false, Ok(body)) if file.is_file() => {
+                        let mut v = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        v.extend(body);
+                        v
+                    }
+                    _ => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = s.write_all(&resp);
+            });
+        }
+    });
+    port
 }

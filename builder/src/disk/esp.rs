@@ -25,24 +25,10 @@ impl fatfs::TimeProvider for FixedTime {
     }
 }
 
-/// Civil date from days since 1970-01-01 (proleptic Gregorian).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 fn fat_time(epoch: u64) -> fatfs::DateTime {
     // FAT cannot represent dates before 1980.
     let epoch = epoch.max(315_532_800);
-    let (y, m, d) = civil((epoch / 86_400) as i64);
+    let (y, m, d) = common::units::civil_from_days((epoch / 86_400) as i64);
     let s = epoch % 86_400;
     fatfs::DateTime {
         date: fatfs::Date {
@@ -95,13 +81,6 @@ pub fn write(file: &File, part: &Part, efi_binary: &Path, epoch: u64) -> Result<
 mod tests {
     use super::*;
     use std::io::Read;
-
-    #[test]
-    fn civil_dates_match_known_days() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(19_723), (2024, 1, 1));
-        assert_eq!(civil(11_016), (2000, 2, 29));
-    }
 
     #[test]
     fn esp_reads_back_with_loader_and_fixed_id() {

@@ -166,7 +166,7 @@ pub fn package_list(root: &Path) -> Result<Vec<Package>> {
         .args([
             "-W",
             "-f",
-            "${Package}\\t${Version}\\t${Architecture}\\t${Installed-Size}\\n",
+            "${Package}\\t${Version}\\t${Architecture}\\t${Installed-Size}\\t${source:Package}\\t${source:Version}\\n",
         ])
         .output_string()
         .context("listing installed packages")?;

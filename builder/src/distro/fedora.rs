@@ -400,11 +400,19 @@ impl Backend for Fedora {
             .arg(format!("--root={}", root.display()))
             .arg(format!("--dbpath=/{RPMDB}"))
             .args(["-qa", "--qf"])
-            .arg("%{NAME}\\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\t%{SIZE}\\n")
+            .arg(
+                "%{NAME}\\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\t%{SIZE}\\t%{SOURCERPM}\\n",
+            )
             .output_string()
             .context("listing installed packages with rpm")?;
         let mut v = super::parse_package_list(&out, 1);
         v.retain(|p| p.name != "gpg-pubkey");
+        // The fifth column was the source rpm's file name.
+        for p in &mut v {
+            if let Some((name, version)) = super::split_source_rpm(&p.source) {
+                (p.source, p.source_version) = (name, version);
+            }
+        }
         Ok(v)
     }
 }

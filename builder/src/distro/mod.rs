@@ -66,27 +66,45 @@ pub fn backend(distro: Distro) -> &'static dyn Backend {
     }
 }
 
-/// Lines `NAME\tVERSION\tARCH\tSIZE` (SIZE in units of `unit` bytes)
-/// as packages, sorted by name, version and architecture.
+/// Lines `NAME\tVERSION\tARCH\tSIZE\tSOURCE\tSOURCE-VERSION` (SIZE in
+/// units of `unit` bytes) as packages, sorted by name, version and
+/// architecture.
 fn parse_package_list(out: &str, unit: u64) -> Vec<Package> {
     let mut v: Vec<Package> = out
         .lines()
         .filter_map(|l| {
             let mut it = l.split('\t');
+            let (name, version, arch) = (it.next()?, it.next()?, it.next()?);
+            let size = it.next().and_then(|s| s.trim().parse::<u64>().ok());
+            let source = it.next().unwrap_or("").trim();
+            let source_version = it.next().unwrap_or("").trim();
             Some(Package {
-                name: it.next()?.into(),
-                version: it.next()?.into(),
-                arch: it.next()?.into(),
-                installed_bytes: it
-                    .next()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .unwrap_or(0)
-                    * unit,
+                name: name.into(),
+                version: version.into(),
+                arch: arch.into(),
+                installed_bytes: size.unwrap_or(0) * unit,
+                source: if source.is_empty() { name } else { source }.into(),
+                source_version: if source_version.is_empty() {
+                    version
+                } else {
+                    source_version
+                }
+                .into(),
             })
         })
         .collect();
     v.sort_by(|a, b| a.key().cmp(&b.key()));
     v
+}
+
+/// rpm's SOURCERPM (`bash-5.2.26-3.fc40.src.rpm`) as (name, version-release).
+pub fn split_source_rpm(s: &str) -> Option<(String, String)> {
+    let base = s
+        .strip_suffix(".src.rpm")
+        .or_else(|| s.strip_suffix(".nosrc.rpm"))?;
+    let (rest, release) = base.rsplit_once('-')?;
+    let (name, version) = rest.rsplit_once('-')?;
+    Some((name.to_string(), format!("{version}-{release}")))
 }
 
 /// The installed packages of a root, whichever package database it has.

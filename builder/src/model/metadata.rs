@@ -47,6 +47,10 @@ pub struct Metadata {
     /// accelerator (the latest of each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boot_times: Vec<BootTime>,
+    /// The SBOM beside the outputs (SPDX 2.3 JSON); the image carries the
+    /// tree's at /usr/share/atomicbuild/sbom.spdx.json.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sbom: String,
 }
 
 /// One boot's time to `multi-user.target`, as the guest measured it.
@@ -125,6 +129,13 @@ pub struct Package {
     /// Installed-Size in KiB; rpm: SIZE); 0 in metadata of older builds.
     #[serde(default)]
     pub installed_bytes: u64,
+    /// The source package it was built from (dpkg's source:Package, the
+    /// name of rpm's SOURCERPM); empty in metadata of older builds.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// That source package's version.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source_version: String,
 }
 
 impl Package {

@@ -99,6 +99,7 @@ fn build_outputs(o: &BuildOptions) -> Result<Built> {
     let started = std::time::Instant::now();
     let installed = t.run("install", || stage::install::run(env, &m, lock.as_ref()))?;
     let custom = t.run("customize", || stage::customize::run(env, &m))?;
+    let bill = stage::sbom::in_image(env, &m, &custom, &installed.lock)?;
     let kernel = t.run("initramfs", || stage::initramfs::run(env, &installed))?;
     t.run("shape", || stage::shape::run(env))?;
     let commit = t.run("commit", || stage::commit::run(env, &m, &installed))?;
@@ -110,9 +111,14 @@ fn build_outputs(o: &BuildOptions) -> Result<Built> {
     let formats = t.run("formats", || {
         stage::formats::run(env, &m, &raw.path, &o.output)
     })?;
-    let meta = workspace::metadata(
+    let outputs: Vec<String> = std::iter::once(raw.artifact.file.clone())
+        .chain(formats.0.iter().map(|a| a.file.clone()))
+        .collect();
+    let sbom = stage::sbom::next_to_outputs(env, &m, &custom, &bill, &o.output, &outputs)?;
+    let mut meta = workspace::metadata(
         &m, &inputs, &commit, &kernel, &custom, &disk, &raw, formats, t,
     );
+    meta.sbom = sbom;
     let recorded = stage::finish::record(&o.output, &m.stem(), &meta, &installed.lock)?;
     ws.finish(cleanup)?;
     trim_cache(o, &ws_cache, &progress);

@@ -190,5 +190,6 @@ pub fn metadata(
         stages: t.0,
         uploads: None,
         boot_times: Vec::new(),
+        sbom: String::new(),
     }
 }

@@ -26,6 +26,19 @@ pub const UNITS: &[&str] = &[
     "atomicbuild-test.service",
 ];
 
+/// Where the agents' binaries go in the image.
+pub const BINARIES: &[&str] = &["usr/libexec/atomic-firstboot", "usr/libexec/atomic-update"];
+
+/// Every file [`install`] writes whatever the manifest (paths in the
+/// image): the binaries and the units and helpers.
+pub fn installed_files() -> Vec<&'static str> {
+    BINARIES
+        .iter()
+        .copied()
+        .chain(FILES.iter().map(|(p, _, _)| *p))
+        .collect()
+}
+
 /// Files installed as they are: (path in the image, mode, contents).
 const FILES: &[(&str, u32, &str)] = &[
     (
@@ -116,10 +129,7 @@ fn check_zone(root: &Path, zone: &str) -> Result<()> {
 /// Install the agents, their units and files (and with `updates`, the
 /// update settings and keys) into `root`.
 pub fn install(root: &Path, updates: Option<&Updates>) -> Result<()> {
-    for (rel, bin) in [
-        ("usr/libexec/atomic-firstboot", binary()?),
-        ("usr/libexec/atomic-update", update_binary()?),
-    ] {
+    for (rel, bin) in [(BINARIES[0], binary()?), (BINARIES[1], update_binary()?)] {
         put(root, rel, 0o755, &|p| {
             fs::copy(&bin, p)
                 .map(|_| ())

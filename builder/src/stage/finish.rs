@@ -69,7 +69,7 @@ pub struct Recorded {
 }
 
 /// Write `meta` as `stem.json`, `lock` as `stem.lock`, and `SHA256SUMS` of
-/// every artifact and both files into `out_dir`.
+/// every artifact, the SBOM and both files into `out_dir`.
 pub fn record(out_dir: &Path, stem: &str, meta: &Metadata, lock: &Lock) -> Result<Recorded> {
     let meta_path = out_dir.join(format!("{stem}.json"));
     common::atomic::write(&meta_path, &meta.to_json()?)?;
@@ -82,6 +82,10 @@ pub fn record(out_dir: &Path, stem: &str, meta: &Metadata, lock: &Lock) -> Resul
         .iter()
         .map(|a| (a.sha256.clone(), a.file.clone()))
         .collect();
+    if !meta.sbom.is_empty() {
+        let sbom = out_dir.join(&meta.sbom);
+        sums.push((fsutil::sha256_file(&sbom)?, meta.sbom.clone()));
+    }
     sums.push((meta_sum, file_name(&meta_path)));
     sums.push((lock_sum, file_name(&lock_path)));
     common::atomic::write(&out_dir.join("SHA256SUMS"), sha256sums(&sums).as_bytes())?;

@@ -136,12 +136,12 @@ fn extract(raw: &Path, n: usize, img: &Path, dir: &Path) {
     std::fs::remove_file(img).unwrap();
 }
 
-fn sysroot(raw: &Path, dir: &Path) -> Sysroot {
+/// Copy the root partition of `raw` out into `dir/phys` (no mounts); the
+/// physical root and the deployment in it.
+pub fn deployment(raw: &Path, dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
     let phys = dir.join("phys");
-    let boot = dir.join("boot");
     extract(raw, 4, &dir.join("root.img"), &phys);
-    extract(raw, 3, &dir.join("boot.img"), &boot);
     let osdirs = std::fs::read_dir(phys.join("ostree/deploy")).unwrap();
     let os = osdirs
         .flatten()
@@ -154,6 +154,13 @@ fn sysroot(raw: &Path, dir: &Path) -> Sysroot {
         .map(|e| e.path())
         .find(|p| p.is_dir())
         .expect("no deployment");
+    (phys, dep)
+}
+
+fn sysroot(raw: &Path, dir: &Path) -> Sysroot {
+    let (phys, dep) = deployment(raw, dir);
+    let boot = dir.join("boot");
+    extract(raw, 3, &dir.join("boot.img"), &boot);
     Sysroot { phys, boot, dep }
 }
 

@@ -4,6 +4,7 @@
 pub mod chroot;
 pub mod guests;
 pub mod report;
+pub mod sbom;
 pub mod scratch;
 pub mod testrun;
 pub mod updates;
