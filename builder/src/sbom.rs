@@ -4,7 +4,8 @@
 //! purl, the archive's sha256 from the lock and the licence its copyright
 //! file declares machine-readably; the files that came from no package
 //! (overlays, the agents) with their checksums; next to the outputs also
-//! the output files. Deterministic: the same build gives the same bytes.
+//! the output files (with the sha256 the build recorded). Deterministic:
+//! the same build gives the same bytes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -75,6 +76,9 @@ pub struct Input<'a> {
     pub licences: &'a BTreeMap<String, String>,
     /// Files besides the packages.
     pub files: &'a [FileEntry],
+    /// Output files (name, sha256): described as packages that contain
+    /// the image (SPDX files would need a SHA1 of every multi-GiB image).
+    pub outputs: &'a [(String, String)],
 }
 
 /// `s` percent-encoded for a purl component.
@@ -244,6 +248,24 @@ pub fn spdx(i: &Input) -> Value {
             .map(|((name, version), id)| source_json(i, id, name, version)),
     );
     let files = files_json(i.files, &mut rel);
+    for (idx, (file, sha256)) in i.outputs.iter().enumerate() {
+        let id = spdx_id(&["Output", &idx.to_string()]);
+        rel.push(json!({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": id}));
+        rel.push(json!({"spdxElementId": id, "relationshipType": "CONTAINS", "relatedSpdxElement": image_id}));
+        packages.push(json!({
+            "SPDXID": id,
+            "name": file,
+            "packageFileName": file,
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": false,
+            "licenseConcluded": "NOASSERTION",
+            "licenseDeclared": "NOASSERTION",
+            "copyrightText": "NOASSERTION",
+            "primaryPackagePurpose": "FILE",
+            "checksums": [{"algorithm": "SHA256", "checksumValue": sha256}],
+            "comment": "An output file of the build: a disk image holding the image's tree.",
+        }));
+    }
     let ns_key = hex::encode(sha2::Sha256::digest(
         serde_json::to_vec(&(&packages, &files)).unwrap_or_default(),
     ));

@@ -111,8 +111,9 @@ fn build_outputs(o: &BuildOptions) -> Result<Built> {
     let formats = t.run("formats", || {
         stage::formats::run(env, &m, &raw.path, &o.output)
     })?;
-    let outputs: Vec<String> = std::iter::once(raw.artifact.file.clone())
-        .chain(formats.0.iter().map(|a| a.file.clone()))
+    let outputs: Vec<(String, String)> = std::iter::once(&raw.artifact)
+        .chain(&formats.0)
+        .map(|a| (a.file.clone(), a.sha256.clone()))
         .collect();
     let sbom = stage::sbom::next_to_outputs(env, &m, &custom, &bill, &o.output, &outputs)?;
     let mut meta = workspace::metadata(

@@ -41,6 +41,7 @@ fn doc(files: &[FileEntry]) -> Value {
         archive_sha256: &sums,
         licences: &licences,
         files,
+        outputs: &[("host-1.raw".to_string(), "cd".repeat(32))],
     })
 }
 
@@ -65,8 +66,11 @@ fn packages_sources_and_files_are_related_and_the_document_is_stable() {
     let v = doc(std::slice::from_ref(&f));
     assert_eq!(v, doc(std::slice::from_ref(&f)), "not deterministic");
     let pk = v["packages"].as_array().unwrap();
-    // The image, 3 binary packages, 2 source packages.
-    assert_eq!(pk.len(), 6);
+    // The image, 3 binary packages, 2 source packages, 1 output.
+    assert_eq!(pk.len(), 7);
+    let raw = &pk[6];
+    assert_eq!(raw["packageFileName"], "host-1.raw");
+    assert_eq!(raw["checksums"][0]["checksumValue"], "cd".repeat(32));
     assert_eq!(pk[0]["SPDXID"], "SPDXRef-Image");
     let bash = pk
         .iter()

@@ -1,6 +1,6 @@
 //! The SBOM ([`crate::sbom`]) of a build: the tree's inside the image
 //! (written into the root before the commit), and the tree's plus the
-//! output files' next to the outputs (`NAME-VERSION.spdx.json`).
+//! output files next to the outputs (`NAME-VERSION.spdx.json`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -70,7 +70,7 @@ fn input<'a>(
     c: &'a Customized,
     b: &'a Bill,
     epoch: u64,
-    files: &'a [FileEntry],
+    outputs: &'a [(String, String)],
     v: &'a str,
 ) -> sbom::Input<'a> {
     sbom::Input {
@@ -82,7 +82,8 @@ fn input<'a>(
         packages: &c.packages,
         archive_sha256: &b.archive_sha256,
         licences: &b.licences,
-        files,
+        files: &b.files,
+        outputs,
     }
 }
 
@@ -99,7 +100,7 @@ pub fn in_image(env: &Env, m: &Manifest, c: &Customized, lock: &Lock) -> Result<
         files: extra_files(m, &root)?,
     };
     let v = m.base.os_version();
-    let doc = sbom::spdx(&input(m, c, &b, env.epoch, &b.files, &v));
+    let doc = sbom::spdx(&input(m, c, &b, env.epoch, &[], &v));
     let path = root.join(sbom::IN_IMAGE);
     std::fs::create_dir_all(path.parent().unwrap_or(&root))?;
     crate::fsutil::replace_file(&path, serde_json::to_vec_pretty(&doc)?)?;
@@ -107,21 +108,18 @@ pub fn in_image(env: &Env, m: &Manifest, c: &Customized, lock: &Lock) -> Result<
 }
 
 /// Write `NAME-VERSION.spdx.json` into `out`: the tree's SBOM plus the
-/// `outputs` (files in `out`); its file name.
+/// `outputs` (file name, sha256 as the build recorded it; not read again);
+/// its file name.
 pub fn next_to_outputs(
     env: &Env,
     m: &Manifest,
     c: &Customized,
     b: &Bill,
     out: &Path,
-    outputs: &[String],
+    outputs: &[(String, String)],
 ) -> Result<String> {
-    let mut files = b.files.clone();
-    for o in outputs {
-        files.push(FileEntry::of(&out.join(o), o, "output")?);
-    }
     let v = m.base.os_version();
-    let doc = sbom::spdx(&input(m, c, b, env.epoch, &files, &v));
+    let doc = sbom::spdx(&input(m, c, b, env.epoch, outputs, &v));
     let name = format!("{}.spdx.json", m.stem());
     common::atomic::write(&out.join(&name), &serde_json::to_vec_pretty(&doc)?)?;
     Ok(name)

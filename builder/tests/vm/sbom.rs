@@ -16,8 +16,38 @@ fn load(p: &Path) -> serde_json::Value {
 pub fn check(outside: &Path, inside: &Path, lock: &Lock, dpkg: &str) -> Vec<String> {
     let (out, ins) = (load(outside), load(inside));
     let mut bad = Vec::new();
-    if out["packages"] != ins["packages"] {
+    let tree = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["packageFileName"].is_null())
+            .cloned()
+            .collect()
+    };
+    if tree(&out) != tree(&ins)
+        || tree(&ins).len() != ins["packages"].as_array().map_or(0, |a| a.len())
+    {
         bad.push("the image's SBOM lists other packages than the one beside the outputs".into());
+    }
+    // The outputs, with the checksums SHA256SUMS has.
+    let sums = std::fs::read_to_string(outside.with_file_name("SHA256SUMS")).unwrap_or_default();
+    let outputs: Vec<String> = out["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(format!(
+                "{}  {}",
+                p["checksums"][0]["checksumValue"].as_str()?,
+                p["packageFileName"].as_str()?
+            ))
+        })
+        .collect();
+    if outputs.len() != 2 || !outputs.iter().all(|o| sums.lines().any(|l| l == o)) {
+        bad.push(format!(
+            "the outputs in the SBOM {outputs:?} are not SHA256SUMS':\n{sums}"
+        ));
     }
     let pk = out["packages"].as_array().cloned().unwrap_or_default();
     let by_id: BTreeMap<&str, &serde_json::Value> = pk
