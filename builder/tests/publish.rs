@@ -3,14 +3,17 @@
 //! publishing refused, and key rotation as hosts see it (a client repository
 //! whose remote trusts the keys of a `gpgkeypath` directory, as images do):
 //! old and new key both accepted while both are listed, a removed key
-//! refused.
+//! refused. And a build's `SHA256SUMS`, signed with the same key, checked
+//! by `gpgv` holding only the public key.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod keys;
 
-use atomicbuild::publish::{self, signing::Signing, Publish};
+use atomicbuild::publish::{self, Publish};
+use atomicbuild::signing::Signing;
+use atomicbuild::sums;
 use keys::key;
 
 fn run(argv: &[&str], env: &[(&str, &Path)]) -> (bool, String) {
@@ -107,7 +110,7 @@ fn publishing_signs_refuses_downgrades_and_rotates_keys() {
     let (v1, v2) = (commit(&src, "1", "one"), commit(&src, "2", "two"));
     let key_a = Signing::KeyFile(a_sec).key().unwrap();
     let key_b = Signing::KeyFile(b_sec).key().unwrap();
-    let publ = |commit: &str, version: &str, force: bool, key: &publish::signing::Key| {
+    let publ = |commit: &str, version: &str, force: bool, key: &atomicbuild::signing::Key| {
         publish::publish(
             &Publish {
                 commit,
@@ -202,4 +205,38 @@ fn publishing_without_a_signing_key_is_refused() {
         "{err}"
     );
     assert!(!d.path().join("repo").exists(), "nothing may be created");
+}
+
+#[test]
+fn signed_sums_verify_with_only_the_public_key_and_tampering_fails() {
+    let d = tempfile::tempdir().unwrap();
+    let (secret, public) = key(d.path(), "release");
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("x.raw"), b"image").unwrap();
+    let text = sums::text(&[(
+        "0cb8a0fe3c5d1d8f0e2d5ba0f5c7e1dc2b3d0b6f1ebd7c8a7f7f8e0a1a2b3c4d".into(),
+        "x.raw".into(),
+    )]);
+    let k = Signing::KeyFile(secret).key().unwrap();
+    sums::write(&out, &text, Some(&k)).unwrap();
+    assert!(sums::present(&out, true) && !sums::present(&out, false));
+    let (good, said) = keys::gpgv(&public, &out);
+    assert!(good, "gpgv refused the signed sums: {said}");
+    // One byte changed in the sums: refused.
+    let mut t = std::fs::read(out.join(sums::FILE)).unwrap();
+    t[0] ^= 1;
+    std::fs::write(out.join(sums::FILE), t).unwrap();
+    let (good, said) = keys::gpgv(&public, &out);
+    assert!(!good && said.contains("BAD signature"), "{said}");
+    // A foreign key's signature is no signature of ours.
+    let (foreign, _) = key(d.path(), "foreign");
+    let fk = Signing::KeyFile(foreign).key().unwrap();
+    sums::write(&out, &text, Some(&fk)).unwrap();
+    let (good, said) = keys::gpgv(&public, &out);
+    assert!(!good, "gpgv accepted a foreign key's signature: {said}");
+    // Rewritten without a key: the stale signature goes, the sums stay.
+    sums::write(&out, &text, None).unwrap();
+    assert!(sums::present(&out, false));
+    assert_eq!(std::fs::read_to_string(out.join(sums::FILE)).unwrap(), text);
 }

@@ -211,6 +211,48 @@ fn the_sbom_validates_and_matches_the_lock_and_the_images_dpkg() {
 }
 
 #[test]
+fn the_outputs_are_signed_and_gpgv_with_only_the_public_key_checks_them() {
+    let img = image();
+    let _t = turn();
+    let public = img.tmp.join("main/release.asc");
+    let (good, said) = keys::gpgv(&public, &img.out);
+    assert!(good, "gpgv refused the build's SHA256SUMS: {said}");
+    let sums = std::fs::read_to_string(img.out.join("SHA256SUMS")).unwrap();
+    let stem = img.m.stem();
+    // The small files: the lock, SBOM and metadata checked through the sums.
+    let copy = img.tmp.join("signed");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["SHA256SUMS", "SHA256SUMS.asc"]
+        .into_iter()
+        .map(String::from)
+        .chain(["lock", "spdx.json", "json"].map(|e| format!("{stem}.{e}")))
+    {
+        assert!(
+            sums.contains(&format!("  {f}\n")) || f.starts_with("SHA"),
+            "{f} is not in SHA256SUMS:\n{sums}"
+        );
+        std::fs::copy(img.out.join(&f), copy.join(&f)).unwrap();
+    }
+    let check = |dir: &Path| {
+        Command::new("sha256sum")
+            .args(["-c", "--ignore-missing", "--quiet", "SHA256SUMS"])
+            .current_dir(dir)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(check(&copy));
+    // A tampered output fails its line of the (validly signed) sums.
+    let lock = copy.join(format!("{stem}.lock"));
+    let t = std::fs::read_to_string(&lock).unwrap();
+    std::fs::write(&lock, t.replacen("version", "vErsion", 1)).unwrap();
+    assert!(keys::gpgv(&public, &copy).0 && !check(&copy));
+    // A tampered SHA256SUMS fails the signature.
+    std::fs::write(copy.join("SHA256SUMS"), sums.replacen('0', "1", 1)).unwrap();
+    assert!(!keys::gpgv(&public, &copy).0);
+}
+
+#[test]
 fn a_rebuild_from_the_lock_is_bit_for_bit_identical() {
     let img = image();
     let _t = turn();

@@ -46,7 +46,8 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             .map(|o| out_dir.join(o.file_name(&m.stem())))
             .context("validated: the format has an output"),
     };
-    for r in upload::run(&m.uploads, file_of, &built.metadata)? {
+    let key = crate::signing::key_of(m.signing.as_ref())?;
+    for r in upload::run(&m.uploads, file_of, &built.metadata, key.as_ref())? {
         let copies: String = r.copies.iter().map(|(k, v)| format!(" {k}={v}")).collect();
         println!("{} {} {}{copies}", r.target, r.name, r.image_id);
     }

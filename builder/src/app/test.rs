@@ -20,6 +20,8 @@ struct Target {
     image: PathBuf,
     budgets: Budgets,
     metadata: Option<PathBuf>,
+    /// The key that signs its `SHA256SUMS`.
+    signing: Option<crate::signing::Signing>,
 }
 
 /// Build `manifest` into `output` (cached; `[budgets]` checked).
@@ -39,6 +41,7 @@ fn build(a: &TestArgs, manifest: &Path, output: &Path) -> Result<Target> {
         image: built.raw,
         budgets: built.manifest.budgets,
         metadata: Some(built.metadata),
+        signing: built.manifest.signing,
     })
 }
 
@@ -57,6 +60,7 @@ fn target(a: &TestArgs, case: &Case) -> Result<Target> {
             image: image.clone(),
             budgets,
             metadata: None,
+            signing: None,
         });
     }
     match (&case.manifest, &a.manifest) {
@@ -110,7 +114,8 @@ fn run_one(a: &TestArgs, case: &Case, t: &Target, firmware: Firmware) -> Result<
         r.logs = Some(d);
     }
     if let (Some(meta), Some(bt)) = (&t.metadata, &o.boot_time) {
-        crate::upload::record::rewrite(meta, |m| {
+        let key = crate::signing::key_of(t.signing.as_ref())?;
+        crate::upload::record::rewrite(meta, key.as_ref(), |m| {
             m.boot_times.retain(|b| {
                 (b.firmware.as_str(), b.accel.as_str()) != (bt.firmware.as_str(), bt.accel.as_str())
             });

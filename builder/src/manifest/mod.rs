@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::disk::DiskSpec;
 use crate::distro::spec::Base;
 use crate::formats::Output;
-use crate::publish::signing::Signing;
+use crate::signing::Signing;
 use crate::updates::Updates;
 use crate::upload::spec::Upload;
 pub use raw::Platform;

@@ -14,7 +14,7 @@ use crate::budgets::RawBudgets;
 use crate::disk::spec::RawDisk;
 use crate::distro::spec::RawBase;
 use crate::formats::spec::RawOutput;
-use crate::publish::signing::RawSigning;
+use crate::signing::RawSigning;
 use crate::updates::RawUpdates;
 use crate::upload::spec::RawUpload;
 

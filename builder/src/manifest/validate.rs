@@ -9,7 +9,7 @@ use std::path::Path;
 use super::raw::RawManifest;
 use super::{sections, Manifest};
 use crate::model::Problems;
-use crate::{budgets, disk, distro, formats, publish, updates, upload};
+use crate::{budgets, disk, distro, formats, updates, upload};
 
 /// Check everything: the manifest, or every problem found.
 pub fn check(
@@ -47,7 +47,7 @@ pub fn check(
         .map(|u| updates::check(u, &ostree.ref_, dir, &mut p.scope("updates")));
     let signing = r
         .signing
-        .and_then(|s| publish::signing::check(s, dir, &mut p.scope("signing")));
+        .and_then(|s| crate::signing::check(s, dir, &mut p.scope("signing")));
     let labels: Vec<String> = outputs.iter().map(|o| o.label()).collect();
     let budgets = budgets::check(r.budgets, &labels, &mut p.scope("budgets"));
     match (p.is_empty(), base, disk) {

@@ -153,7 +153,7 @@ pub fn up_to_date(out_dir: &Path, m: &Manifest, key: &str) -> Option<(PathBuf, P
     let lock = out_dir.join(format!("{stem}.lock"));
     if meta.raw_identity != file_identity(&raw)?
         || !lock.is_file()
-        || !out_dir.join("SHA256SUMS").is_file()
+        || !crate::sums::present(out_dir, m.signing.is_some())
     {
         return None;
     }

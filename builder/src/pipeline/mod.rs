@@ -87,6 +87,8 @@ fn build_outputs(o: &BuildOptions) -> Result<Built> {
         upload::preflight(&m.uploads, &m.path)?;
     }
     preflight::check_build(&m)?;
+    let key = crate::signing::key_of(m.signing.as_ref())
+        .with_context(|| format!("[signing] in {}", m.path.display()))?;
     let progress = Progress::new();
     let inputs = inputs::Inputs::new(&m, lock.as_ref())?;
     if let Some(b) = workspace::up_to_date(o, &m, &inputs, &progress) {
@@ -120,7 +122,14 @@ fn build_outputs(o: &BuildOptions) -> Result<Built> {
         &m, &inputs, &commit, &kernel, &custom, &disk, &raw, formats, t,
     );
     meta.sbom = sbom;
-    let recorded = stage::finish::record(&o.output, &m.stem(), &meta, &installed.lock)?;
+    let recorded =
+        stage::finish::record(&o.output, &m.stem(), &meta, &installed.lock, key.as_ref())?;
+    if key.is_none() {
+        progress.println(&format!(
+            "note: {} has no [signing] key, so SHA256SUMS is not signed (see README: Signed outputs)",
+            m.path.display()
+        ));
+    }
     ws.finish(cleanup)?;
     trim_cache(o, &ws_cache, &progress);
     progress.println(&format!(

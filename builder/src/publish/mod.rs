@@ -6,8 +6,6 @@
 //! published one is refused unless forced, and so is publishing without a
 //! signing key.
 
-pub mod signing;
-
 use std::cmp::Ordering;
 use std::path::Path;
 
@@ -87,7 +85,7 @@ pub fn check_version(p: &Publish, previous: &Option<(String, String)>) -> Result
 }
 
 /// Publish, signing with `key`.
-pub fn publish(p: &Publish, key: &signing::Key) -> Result<Published> {
+pub fn publish(p: &Publish, key: &crate::signing::Key) -> Result<Published> {
     let previous = current(p.repo, p.ref_)?;
     check_version(p, &previous)?;
     if previous.as_ref().is_some_and(|(c, _)| c == p.commit) {

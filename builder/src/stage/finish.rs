@@ -12,6 +12,8 @@ use super::{Env, Outcome};
 use crate::distro::lock::Lock;
 use crate::fsutil;
 use crate::model::{Artifact, Metadata};
+use crate::signing::Key;
+use crate::sums;
 
 /// The raw image under its final name.
 pub struct Raw {
@@ -52,14 +54,6 @@ pub fn raw(env: &Env, disk: &Disk, raw_tmp: &Path, raw_final: &Path) -> Result<R
     })
 }
 
-/// `SHA256SUMS` text in the format `sha256sum -c` reads.
-pub fn sha256sums(artifacts: &[(String, String)]) -> String {
-    artifacts
-        .iter()
-        .map(|(sum, file)| format!("{sum}  {file}\n"))
-        .collect()
-}
-
 /// The files [`record`] wrote.
 pub struct Recorded {
     /// `NAME-VERSION.json`.
@@ -69,8 +63,15 @@ pub struct Recorded {
 }
 
 /// Write `meta` as `stem.json`, `lock` as `stem.lock`, and `SHA256SUMS` of
-/// every artifact, the SBOM and both files into `out_dir`.
-pub fn record(out_dir: &Path, stem: &str, meta: &Metadata, lock: &Lock) -> Result<Recorded> {
+/// every artifact, the SBOM and both files into `out_dir`, signed with
+/// `key` when there is one ([`crate::sums`]).
+pub fn record(
+    out_dir: &Path,
+    stem: &str,
+    meta: &Metadata,
+    lock: &Lock,
+    key: Option<&Key>,
+) -> Result<Recorded> {
     let meta_path = out_dir.join(format!("{stem}.json"));
     common::atomic::write(&meta_path, &meta.to_json()?)?;
     let meta_sum = fsutil::sha256_file(&meta_path)?;
@@ -88,7 +89,7 @@ pub fn record(out_dir: &Path, stem: &str, meta: &Metadata, lock: &Lock) -> Resul
     }
     sums.push((meta_sum, file_name(&meta_path)));
     sums.push((lock_sum, file_name(&lock_path)));
-    common::atomic::write(&out_dir.join("SHA256SUMS"), sha256sums(&sums).as_bytes())?;
+    sums::write(out_dir, &sums::text(&sums), key)?;
     Ok(Recorded {
         metadata: meta_path,
         lock: lock_path,
@@ -110,7 +111,7 @@ mod tests {
         );
         std::fs::write(
             d.path().join("SHA256SUMS"),
-            sha256sums(&[(sum, "a.raw".into())]),
+            sums::text(&[(sum, "a.raw".into())]),
         )
         .unwrap();
         let st = std::process::Command::new("sha256sum")

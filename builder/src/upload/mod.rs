@@ -149,11 +149,12 @@ pub fn preflight(uploads: &[Upload], manifest: &Path) -> Result<()> {
 
 /// After a build: run every entry in order, each on `file_of(entry)`, and
 /// record what each made in the build metadata at `metadata` (also when a
-/// later entry fails).
+/// later entry fails; `SHA256SUMS` signed again with `key`).
 pub fn run(
     uploads: &[Upload],
     file_of: impl Fn(&Upload) -> Result<PathBuf>,
     metadata: &Path,
+    key: Option<&crate::signing::Key>,
 ) -> Result<Vec<UploadRecord>> {
     // The build recorded every file's sha256: no second pass over the image.
     let meta = Metadata::load(metadata)?;
@@ -171,7 +172,7 @@ pub fn run(
             }
         }
     }
-    record::record(metadata, &records)?;
+    record::record(metadata, &records, key)?;
     match failure {
         Some(e) => Err(e),
         None => Ok(records),

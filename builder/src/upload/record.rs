@@ -7,20 +7,29 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::model::{Metadata, UploadRecord};
+use crate::signing::Key;
+use crate::sums;
 
-/// Put `records` into the metadata at `metadata` and its SHA256SUMS line.
-pub fn record(metadata: &Path, records: &[UploadRecord]) -> Result<()> {
-    rewrite(metadata, |meta| meta.uploads = Some(records.to_vec()))
+/// Put `records` into the metadata at `metadata` and its SHA256SUMS line
+/// (signed again with `key`).
+pub fn record(metadata: &Path, records: &[UploadRecord], key: Option<&Key>) -> Result<()> {
+    rewrite(metadata, key, |meta| meta.uploads = Some(records.to_vec()))
 }
 
 /// Change the metadata at `metadata` by `change`, and renew its line in the
-/// `SHA256SUMS` beside it (both replaced atomically). Uploads and `test`'s
-/// boot times are recorded this way.
-pub fn rewrite(metadata: &Path, change: impl FnOnce(&mut Metadata)) -> Result<()> {
+/// `SHA256SUMS` beside it (both replaced atomically; the sums signed again
+/// with `key`, unsigned without). Uploads and `test`'s boot times are
+/// recorded this way.
+pub fn rewrite(
+    metadata: &Path,
+    key: Option<&Key>,
+    change: impl FnOnce(&mut Metadata),
+) -> Result<()> {
     let mut meta = Metadata::load(metadata)?;
     change(&mut meta);
     common::atomic::write(metadata, &meta.to_json()?)?;
-    let sums_path = metadata.with_file_name("SHA256SUMS");
+    let dir = metadata.parent().unwrap_or(Path::new("."));
+    let sums_path = dir.join(sums::FILE);
     let name = super::file_name(metadata);
     let sum = crate::fsutil::sha256_file(metadata)?;
     let old = std::fs::read_to_string(&sums_path).unwrap_or_default();
@@ -30,7 +39,7 @@ pub fn rewrite(metadata: &Path, change: impl FnOnce(&mut Metadata)) -> Result<()
         .map(String::from)
         .collect();
     lines.push(format!("{sum}  {name}"));
-    common::atomic::write(&sums_path, (lines.join("\n") + "\n").as_bytes())
+    sums::write(dir, &(lines.join("\n") + "\n"), key)
 }
 
 #[cfg(test)]
@@ -77,7 +86,7 @@ mod tests {
             copies: [("eu-west-1".to_string(), "ami-2".to_string())].into(),
             uploaded: true,
         };
-        record(&meta, &[r]).unwrap();
+        record(&meta, &[r], None).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
         assert_eq!(v["name"], "x");
         assert_eq!(v["uploads"].as_array().unwrap().len(), 1);

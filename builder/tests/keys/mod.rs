@@ -50,3 +50,28 @@ pub fn key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     std::fs::write(&public, gpg(&home, &["--armor", "--export", &uid])).unwrap();
     (secret, public)
 }
+
+/// `gpgv` holding only the public key `public` (armored) on `dir`'s
+/// `SHA256SUMS` and `SHA256SUMS.asc`: whether it accepted, what it said.
+pub fn gpgv(public: &Path, dir: &Path) -> (bool, String) {
+    let ring = dir.with_extension("keyring.gpg");
+    let o = Command::new("gpg")
+        .args(["--batch", "--yes", "--output"])
+        .arg(&ring)
+        .arg("--dearmor")
+        .arg(public)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&ring)
+        .arg(dir.join("SHA256SUMS.asc"))
+        .arg(dir.join("SHA256SUMS"))
+        .output()
+        .expect("running gpgv (package gpgv)");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}

@@ -1,6 +1,6 @@
 //! The manifest's `[signing]` table: the GnuPG key that signs what
 //! `atomicbuild publish` puts into an update repository (commits and the
-//! summary). Either a key of a GnuPG home (`key_id`, `gnupg_home`), or an
+//! summary) and every build's `SHA256SUMS` (a detached signature). Either a key of a GnuPG home (`key_id`, `gnupg_home`), or an
 //! armored secret key file imported into a private, temporary home for the
 //! publish (`key_file`). There is no default key, and secrets are never
 //! printed.
@@ -134,6 +134,27 @@ impl Signing {
                 })
             }
         }
+    }
+}
+
+/// The key `s` names, ready to sign with (`None` without `[signing]`).
+pub fn key_of(s: Option<&Signing>) -> Result<Option<Key>> {
+    s.map(Signing::key).transpose()
+}
+
+impl Key {
+    /// Write an armored detached signature of `file` to `sig` (replaced
+    /// atomically), which `gpg --verify SIG FILE` checks.
+    pub fn detach_sign(&self, file: &Path, sig: &Path) -> Result<()> {
+        let armored = Cmd::new("gpg")
+            .arg("--homedir")
+            .arg(&self.home)
+            .args(["--batch", "--armor", "--local-user", &self.id])
+            .args(["--output", "-", "--detach-sign"])
+            .arg(file)
+            .output()
+            .with_context(|| format!("signing {} with {}", file.display(), self.id))?;
+        common::atomic::write(sig, &armored)
     }
 }
 
