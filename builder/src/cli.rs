@@ -331,6 +331,13 @@ pub enum CacheAction {
         #[arg(long, default_value_t = 30)]
         older_than_days: u64,
     },
+    /// Check every entry, object and downloaded package, and drop what is
+    /// damaged (the next build rebuilds it).
+    Fsck {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Options of `build`.

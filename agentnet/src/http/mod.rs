@@ -259,7 +259,7 @@ pub fn send(
     conn.write_all(&msg)
         .and_then(|_| conn.flush())
         .map_err(|e| io_error(&addr, e))?;
-    read_response(BufReader::new(conn), &addr, method == "HEAD")
+    parse_response(BufReader::new(conn), &addr, method == "HEAD")
 }
 
 fn proto(addr: &str, reason: impl Into<String>) -> HttpError {
@@ -281,8 +281,12 @@ fn read_line(r: &mut impl BufRead, addr: &str) -> Result<String, HttpError> {
     Ok(s.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn read_response(
-    mut r: BufReader<Conn>,
+/// Read a response (status line, headers, body framing) from `r`, which
+/// the connection to `addr` feeds: 1xx answers skipped, the body framed by
+/// chunked encoding, Content-Length or the end of the stream. Public so
+/// that the parser can be tested (and fuzzed) on bytes.
+pub fn parse_response<R: BufRead + 'static>(
+    mut r: R,
     addr: &str,
     head_only: bool,
 ) -> Result<Response, HttpError> {

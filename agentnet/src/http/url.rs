@@ -38,12 +38,28 @@ impl Url {
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let end = v6.find(']').ok_or("unclosed [ in the host")?;
-            (&v6[..end], v6[end + 1..].strip_prefix(':'))
+            let port = match &v6[end + 1..] {
+                "" => None,
+                after => Some(after.strip_prefix(':').ok_or("has text after ]")?),
+            };
+            if v6[..end].parse::<std::net::Ipv6Addr>().is_err() {
+                return Err("has no IPv6 address in [ ]".into());
+            }
+            (&v6[..end], port)
         } else {
-            match authority.rsplit_once(':') {
+            let (h, p) = match authority.rsplit_once(':') {
                 Some((h, p)) => (h, Some(p)),
                 None => (authority, None),
+            };
+            if !h
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            {
+                return Err(
+                    "has a host that is neither a name nor an address (IPv6 goes in [ ])".into(),
+                );
             }
+            (h, p)
         };
         if host.is_empty() {
             return Err("has no host".into());
@@ -137,6 +153,12 @@ mod tests {
             "http://h:0",
             "http://h/a b",
             "https://h/#f",
+            // Found by the fuzzer (builder/tests/parsers_fuzz.rs): these
+            // parsed, and printed back as URLs that do not.
+            "http://12]:7.0.0.1:9/",
+            "http://[::1]x/",
+            "http://[not-v6]:80/",
+            "http://a:b:80/",
         ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }

@@ -36,6 +36,22 @@ pub fn run(action: CacheAction, cache_dir: Option<PathBuf>) -> Result<()> {
                 dir.display()
             );
         }
+        CacheAction::Fsck { json } => {
+            let r = cache::fsck(&dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for d in r
+                    .entries_dropped
+                    .iter()
+                    .chain(&r.commits_dropped)
+                    .chain(&r.packages_dropped)
+                {
+                    println!("dropped {d}");
+                }
+                println!("{}", crate::pipeline::fsck_summary(&r));
+            }
+        }
         CacheAction::Gc { older_than_days } => {
             let (n, bytes) = cache::gc(&dir, older_than_days)?;
             println!("removed {n} entries, freed {} MiB", bytes >> 20);

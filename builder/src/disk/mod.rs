@@ -144,11 +144,13 @@ pub fn write(inputs: &DiskInputs, path: &Path, say: &dyn Fn(&str)) -> Result<()>
     say("installing GRUB for BIOS");
     grub::install_bios(&file, lay.part("bios"), &bios)?;
     drop(file);
+    crate::failpoint::hit("disk.esp-written");
 
     say("writing /boot (ext4)");
     ext4::write(path, lay.part("boot"), &bootfs, inputs.epoch)?;
     say("writing the root filesystem (ext4)");
     ext4::write(path, root_part, inputs.sysroot, inputs.epoch)?;
+    crate::failpoint::hit("disk.root-written");
 
     File::open(path)?.sync_all()?;
     Ok(())

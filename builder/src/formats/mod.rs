@@ -233,6 +233,7 @@ fn write_atomic(dest: &Path, body: impl FnOnce(&mut File) -> Result<()>) -> Resu
     let result = (|| {
         let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         body(&mut f).with_context(|| format!("writing {}", dest.display()))?;
+        crate::failpoint::hit("formats.written");
         f.sync_all()
             .with_context(|| format!("syncing {}", tmp.display()))?;
         Ok(())

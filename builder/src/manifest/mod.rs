@@ -61,10 +61,12 @@ pub struct Manifest {
     pub uploads: Vec<Upload>,
     /// Where hosts look for updates, and how.
     pub updates: Option<Updates>,
-    /// The key `publish` signs with.
+    /// The key `publish` and every build's `SHA256SUMS` are signed with.
     pub signing: Option<Signing>,
     /// Size and boot-time limits.
     pub budgets: crate::budgets::Budgets,
+    /// Image lint rules waived, with reasons (`[[lint.waive]]`).
+    pub lint_waivers: Vec<crate::lint::Waiver>,
 }
 
 /// Units to enable, disable and mask.

@@ -14,6 +14,7 @@ use crate::budgets::RawBudgets;
 use crate::disk::spec::RawDisk;
 use crate::distro::spec::RawBase;
 use crate::formats::spec::RawOutput;
+use crate::lint::RawLint;
 use crate::signing::RawSigning;
 use crate::updates::RawUpdates;
 use crate::upload::spec::RawUpload;
@@ -45,6 +46,8 @@ pub struct RawManifest {
     pub signing: Option<RawSigning>,
     #[serde(default)]
     pub budgets: RawBudgets,
+    #[serde(default)]
+    pub lint: RawLint,
 }
 
 /// Where the first-boot agent finds its configuration.

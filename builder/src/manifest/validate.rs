@@ -50,6 +50,7 @@ pub fn check(
         .and_then(|s| crate::signing::check(s, dir, &mut p.scope("signing")));
     let labels: Vec<String> = outputs.iter().map(|o| o.label()).collect();
     let budgets = budgets::check(r.budgets, &labels, &mut p.scope("budgets"));
+    let lint_waivers = crate::lint::check(r.lint, &mut p.scope("lint"));
     match (p.is_empty(), base, disk) {
         (true, Some(base), Some(disk)) => Ok(Manifest {
             path: file.to_owned(),
@@ -71,6 +72,7 @@ pub fn check(
             updates,
             signing,
             budgets,
+            lint_waivers,
         }),
         _ => Err(p),
     }

@@ -51,6 +51,38 @@ pub struct Metadata {
     /// tree's at /usr/share/atomicbuild/sbom.spdx.json.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sbom: String,
+    /// The tree's setuid and setgid files (from the image lint).
+    #[serde(default)]
+    pub setuid: Vec<Privileged>,
+    /// Image lint findings the manifest waived, with its reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lint_waived: Vec<Waived>,
+}
+
+/// A setuid or setgid file of the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Privileged {
+    /// Its path as on the host.
+    pub path: String,
+    /// Its mode, octal (`4755`).
+    pub mode: String,
+    /// Owner, numeric.
+    pub uid: u32,
+    /// Group, numeric.
+    pub gid: u32,
+}
+
+/// An image lint finding a `[[lint.waive]]` covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waived {
+    /// The rule.
+    pub rule: String,
+    /// Where.
+    pub path: String,
+    /// What the rule found.
+    pub detail: String,
+    /// The waiver's reason.
+    pub reason: String,
 }
 
 /// One boot's time to `multi-user.target`, as the guest measured it.

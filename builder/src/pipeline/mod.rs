@@ -54,7 +54,17 @@ pub struct Built {
 /// manifest's `[budgets]`: a miss fails the build (its outputs stay, for
 /// inspection and `diff`), and so does every up-to-date rerun of it.
 pub fn build(o: &BuildOptions) -> Result<Built> {
-    let built = build_outputs(o)?;
+    let built = match build_outputs(o) {
+        Err(e) if e.chain().any(|c| c.is::<crate::cache::Damaged>()) && !o.no_cache => {
+            let dir = o.cache_dir.clone().unwrap_or_else(default_cache_dir);
+            eprintln!("{e:#}\nchecking the cache {} (as `atomicbuild cache fsck` does) and building again", dir.display());
+            let r = crate::cache::fsck(&dir)
+                .with_context(|| format!("checking the cache {}", dir.display()))?;
+            eprintln!("{}", fsck_summary(&r));
+            build_outputs(o)?
+        }
+        r => r?,
+    };
     let meta = crate::model::Metadata::load(&built.metadata)?;
     let b = &built.manifest.budgets;
     let misses = budgets::check_build(b, &meta);
@@ -104,6 +114,7 @@ fn build_outputs(o: &BuildOptions) -> Result<Built> {
     let bill = stage::sbom::in_image(env, &m, &custom, &installed.lock)?;
     let kernel = t.run("initramfs", || stage::initramfs::run(env, &installed))?;
     t.run("shape", || stage::shape::run(env))?;
+    let linted = t.run("lint", || stage::lint::run(env, &m))?;
     let commit = t.run("commit", || stage::commit::run(env, &m, &installed))?;
     let disk = stage::disk::run(env, &m, &commit, &ws.raw_tmp, &mut t)?;
     let cleanup = ws.clean_in_background(disk.done_with);
@@ -122,6 +133,8 @@ fn build_outputs(o: &BuildOptions) -> Result<Built> {
         &m, &inputs, &commit, &kernel, &custom, &disk, &raw, formats, t,
     );
     meta.sbom = sbom;
+    meta.setuid = linted.setuid;
+    meta.lint_waived = linted.waived;
     let recorded =
         stage::finish::record(&o.output, &m.stem(), &meta, &installed.lock, key.as_ref())?;
     if key.is_none() {
@@ -146,6 +159,20 @@ fn build_outputs(o: &BuildOptions) -> Result<Built> {
         metadata: recorded.metadata,
         lock: recorded.lock,
     })
+}
+
+/// One line of what [`crate::cache::fsck`] did.
+pub fn fsck_summary(r: &crate::cache::FsckReport) -> String {
+    format!(
+        "cache fsck: {} entries checked, {} dropped; {} corrupted objects deleted, {} commits dropped; {} packages checked, {} dropped ({} not in any cached lock)",
+        r.entries,
+        r.entries_dropped.len(),
+        r.objects_deleted,
+        r.commits_dropped.len(),
+        r.packages,
+        r.packages_dropped.len(),
+        r.packages_unchecked
+    )
 }
 
 /// Keep the stage cache within `--cache-max`; a failure to is only said.

@@ -191,5 +191,7 @@ pub fn metadata(
         uploads: None,
         boot_times: Vec::new(),
         sbom: String::new(),
+        setuid: Vec::new(),
+        lint_waived: Vec::new(),
     }
 }

@@ -61,6 +61,7 @@ pub fn run(env: &Env, m: &Manifest, installed: &Installed) -> Result<Commit> {
             timestamp: env.epoch,
         },
     )?;
+    crate::failpoint::hit("commit.written");
     stage.finish(&checksum[..12]);
     Ok(Commit {
         repo: repo_path,

@@ -47,6 +47,7 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
         stage.message(&format!("overlay {}", o.display()));
         fsutil::copy_tree(o, &root).with_context(|| format!("applying overlay {}", o.display()))?;
     }
+    crate::failpoint::hit("customize.overlays-applied");
     users(env, m, &root, &|msg| stage.message(msg))?;
     stage.message("first-boot agent");
     super::agent::install(&root, m.updates.as_ref())?;

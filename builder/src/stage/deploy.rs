@@ -52,6 +52,28 @@ pub struct Deployed {
 
 impl Outcome for Deployed {}
 
+/// Pull `commit` into `repo`, checking every object against its checksum
+/// (each is read here anyway), so that a damaged cache never reaches an
+/// image: a corrupted object is a [`crate::cache::Damaged`] error.
+fn pull(repo: &ostree::Repo, commit: &Commit) -> Result<()> {
+    let c = gio::Cancellable::NONE;
+    let opts = glib::VariantDict::new(None);
+    opts.insert("refs", vec![commit.checksum.clone()]);
+    opts.insert("flags", ostree::RepoPullFlags::UNTRUSTED.bits() as i32);
+    let url = format!("file://{}", commit.repo.display());
+    repo.pull_with_options(&url, &opts.end(), None, c)
+        .map_err(|e| match e.message().contains("Corrupted") {
+            true => anyhow::Error::new(crate::cache::Damaged(format!(
+                "{} in {}",
+                e.message(),
+                commit.repo.display()
+            ))),
+            false => anyhow::Error::new(e),
+        })
+        .with_context(|| format!("pulling {} from {}", commit.checksum, commit.repo.display()))?;
+    Ok(())
+}
+
 /// Deploy `commit` into `env.workdir/sysroot`.
 pub fn run(env: &Env, m: &Manifest, commit: &Commit) -> Result<Deployed> {
     let stage = env.progress.stage("deploy");
@@ -64,11 +86,8 @@ pub fn run(env: &Env, m: &Manifest, commit: &Commit) -> Result<Deployed> {
     let repo = sysroot.repo();
 
     stage.message("pulling the commit into the sysroot");
-    let opts = glib::VariantDict::new(None);
-    opts.insert("refs", vec![commit.checksum.clone()]);
-    let url = format!("file://{}", commit.repo.display());
-    repo.pull_with_options(&url, &opts.end(), None, c)
-        .with_context(|| format!("pulling {} from {}", commit.checksum, commit.repo.display()))?;
+    pull(&repo, commit)?;
+    crate::failpoint::hit("deploy.pulled");
     repo.set_ref_immediate(None, &commit.ref_, Some(&commit.checksum), c)
         .with_context(|| format!("pointing {} at the commit", commit.ref_))?;
     let refspec = match &m.updates {

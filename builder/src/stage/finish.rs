@@ -46,6 +46,7 @@ pub fn raw(env: &Env, disk: &Disk, raw_tmp: &Path, raw_final: &Path) -> Result<R
         sha256,
     };
     disk.remember(env, raw_tmp, &artifact.sha256)?;
+    crate::failpoint::hit("finish.before-rename");
     common::atomic::commit_tmp(raw_tmp, raw_final)?;
     stage.finish("");
     Ok(Raw {
@@ -89,6 +90,7 @@ pub fn record(
     }
     sums.push((meta_sum, file_name(&meta_path)));
     sums.push((lock_sum, file_name(&lock_path)));
+    crate::failpoint::hit("record.before-sums");
     sums::write(out_dir, &sums::text(&sums), key)?;
     Ok(Recorded {
         metadata: meta_path,

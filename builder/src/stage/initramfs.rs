@@ -160,6 +160,7 @@ pub fn run(env: &Env, installed: &Installed) -> Result<Kernel> {
             ""
         }
     };
+    crate::failpoint::hit("initramfs.built");
     clean_boot(&root)?;
     let initramfs_bytes = fs::metadata(&img)?.len();
     stage.finish(&format!(

@@ -92,6 +92,7 @@ pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
     let stage = env.progress.stage("install");
     let cache = crate::cache::StageCache::new(&env.cache_dir);
     if let Some(hit) = cached(env, &cache, &key, &stage)? {
+        crate::failpoint::hit("install.checked-out");
         stage.finish("cached root");
         return Ok(hit);
     }
@@ -136,6 +137,7 @@ pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
     stage.message("checking out the installed root");
     fsutil::remove_tree(&root)?;
     let devino = objects::checkout_linked(&repo, &commit, &root)?;
+    crate::failpoint::hit("install.checked-out");
     stage.finish("");
     Ok(Installed {
         lock: installed_lock,

@@ -12,6 +12,7 @@ pub mod finish;
 pub mod formats;
 pub mod initramfs;
 pub mod install;
+pub mod lint;
 pub mod sbom;
 pub mod shape;
 

@@ -77,6 +77,7 @@ pub fn run(env: &Env) -> Result<Shaped> {
         );
     }
     fs::rename(root.join("etc"), &usr_etc).context("moving /etc to /usr/etc")?;
+    crate::failpoint::hit("shape.etc-moved");
 
     // OSTree's own mount points.
     for (name, mode) in [("sysroot", 0o755), ("boot", 0o755), ("tmp", 0o1777)] {

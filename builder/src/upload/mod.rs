@@ -29,14 +29,25 @@ pub fn http_error(e: ureq::Error) -> anyhow::Error {
     match e {
         ureq::Error::Status(code, r) => {
             let body = r.into_string().unwrap_or_default();
-            let msg = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(String::from))
-                .unwrap_or_else(|| body.chars().take(400).collect());
-            anyhow::anyhow!("HTTP {code}: {msg}")
+            anyhow::anyhow!("HTTP {code}: {}", service_message(&body))
         }
         ureq::Error::Transport(t) => anyhow::anyhow!("{t}"),
     }
+}
+
+/// What a service said in an error body: OpenStack's JSON
+/// `error.message`, EC2's XML `<Code>: <Message>`, else the body's first 400
+/// characters.
+pub fn service_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(String::from))
+        .or_else(|| {
+            let m = aws::client::xml_value(body, "Message")?;
+            let code = aws::client::xml_value(body, "Code").unwrap_or("error");
+            Some(format!("{code}: {m}"))
+        })
+        .unwrap_or_else(|| body.chars().take(400).collect())
 }
 
 /// Call `poll` every `interval` until it gives a value, for at most `wait`:

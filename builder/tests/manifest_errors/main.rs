@@ -488,3 +488,17 @@ fn boot_refuses_an_invalid_firstboot_config() {
 }
 
 mod updates;
+
+#[test]
+fn lint_waiver_without_reason_or_with_an_unknown_rule() {
+    let t = good() + "\n[[lint.waive]]\nrule = \"private-keys\"\nreason = \"x\"\n\n[[lint.waive]]\nrule = \"machine-id\"\n";
+    rejects(
+        &t,
+        &[
+            "lint.waive[0].rule",
+            "no lint rule is named \"private-keys\"",
+            "lint.waive[1].reason",
+            "a waiver needs a reason",
+        ],
+    );
+}

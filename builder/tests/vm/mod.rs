@@ -2,6 +2,7 @@
 //! output directories on other file systems, boots and their reports.
 
 pub mod chroot;
+pub mod faults;
 pub mod guests;
 pub mod report;
 pub mod sbom;
@@ -138,37 +139,7 @@ pub fn build_variant_with(
     (meta, String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// A tmpfs mounted on a directory while the value lives: an output
-/// directory on another file system than the cache.
-pub struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mounting a tmpfs on {}", dir.display());
-        Tmpfs(dir.to_owned())
-    }
-
-    pub fn resize(&self, size: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+pub use testkit::Tmpfs;
 
 /// Names in `dir` that are temporary files of a build.
 pub fn tmp_names(dir: &Path) -> Vec<String> {

@@ -1,5 +1,5 @@
-//! The SBOM of a real build against the lock and the image's own dpkg
-//! database.
+//! The supply-chain files of a real build: the SBOM against the lock and the image's own dpkg
+//! database, and the signature of SHA256SUMS.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -132,5 +132,51 @@ pub fn check(outside: &Path, inside: &Path, lock: &Lock, dpkg: &str) -> Vec<Stri
         binaries.len(),
         out["files"].as_array().map_or(0, |f| f.len())
     );
+    bad
+}
+
+/// The build's `SHA256SUMS` is signed: `gpgv` holding only `public`
+/// accepts it; the lock, SBOM and metadata are in it (checked on copies
+/// in `scratch`); a tampered output fails its line of the validly signed
+/// sums, and tampered sums fail the signature. What is wrong, if anything.
+pub fn signatures(public: &Path, out: &Path, stem: &str, scratch: &Path) -> Vec<String> {
+    let mut bad = Vec::new();
+    let (good, said) = crate::keys::gpgv(public, out);
+    if !good {
+        return vec![format!("gpgv refused the build's SHA256SUMS: {said}")];
+    }
+    let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    std::fs::create_dir_all(scratch).unwrap();
+    for f in ["SHA256SUMS", "SHA256SUMS.asc"]
+        .into_iter()
+        .map(String::from)
+        .chain(["lock", "spdx.json", "json"].map(|e| format!("{stem}.{e}")))
+    {
+        if !sums.contains(&format!("  {f}\n")) && !f.starts_with("SHA") {
+            bad.push(format!("{f} is not in SHA256SUMS:\n{sums}"));
+        }
+        std::fs::copy(out.join(&f), scratch.join(&f)).unwrap();
+    }
+    let check = |dir: &Path| {
+        std::process::Command::new("sha256sum")
+            .args(["-c", "--ignore-missing", "--quiet", "SHA256SUMS"])
+            .current_dir(dir)
+            .status()
+            .unwrap()
+            .success()
+    };
+    if !check(scratch) {
+        bad.push("the copies do not match SHA256SUMS".into());
+    }
+    let lock = scratch.join(format!("{stem}.lock"));
+    let t = std::fs::read_to_string(&lock).unwrap();
+    std::fs::write(&lock, t.replacen("version", "vErsion", 1)).unwrap();
+    if !crate::keys::gpgv(public, scratch).0 || check(scratch) {
+        bad.push("a tampered lock should fail its line of the validly signed sums".into());
+    }
+    std::fs::write(scratch.join("SHA256SUMS"), sums.replacen('0', "1", 1)).unwrap();
+    if crate::keys::gpgv(public, scratch).0 {
+        bad.push("tampered sums should fail the signature".into());
+    }
     bad
 }

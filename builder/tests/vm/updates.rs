@@ -131,12 +131,36 @@ pub fn prepare(
             std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let vout = vdir.join("out");
+        if n == 2 {
+            lint_refuses_then_waives(&variant, &vout, work);
+        }
         let o = build_cmd(&variant, &vout, work).output().unwrap();
         assert!(
             o.status.success(),
             "building version {n} failed:\n{}",
             tail(&String::from_utf8_lossy(&o.stderr), 30)
         );
+        if n == 2 {
+            let meta = std::fs::read_dir(&vout)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with("-2.json"))
+                .unwrap();
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+            let w = &v["lint_waived"];
+            assert!(
+                w[0]["path"] == "/etc/ssl/private/shared.pem"
+                    && w[0]["reason"] == "a test key, shared on purpose"
+                    && w.as_array().map(|a| a.len()) == Some(1)
+                    && v["setuid"].as_array().is_some_and(|a| a
+                        .iter()
+                        .any(|s| s["path"] == "/usr/bin/su" && s["mode"] == "4755")),
+                "version 2's metadata should record the waived key and the setuid files: {w} {}",
+                v["setuid"]
+            );
+        }
         versions.push(Version {
             number: n,
             manifest: variant,
@@ -144,6 +168,53 @@ pub fn prepare(
         });
     }
     Updates { repo, versions }
+}
+
+/// Version 2's overlay ships an SSH host key and a PEM private key: the
+/// build fails at the image lint naming both and the waiver syntax, with
+/// nothing under a final name. Then the host key goes and the PEM key is
+/// waived (the waiver lands in the manifest `variant`; the build that
+/// follows records it in the metadata).
+fn lint_refuses_then_waives(variant: &Path, out: &Path, work: &Path) {
+    let overlay = variant.with_file_name("overlay");
+    let host_key = overlay.join("etc/ssh/ssh_host_ed25519_key");
+    let pem = overlay.join("etc/ssl/private/shared.pem");
+    for (p, text) in [
+        (
+            &host_key,
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+        ),
+        (
+            &pem,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        ),
+    ] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let o = build_cmd(variant, out, work).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let left: Vec<_> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-2."))
+        .collect();
+    assert!(
+        !o.status.success()
+            && err.contains("image lint: 2 findings")
+            && err.contains("private-key: /etc/ssh/ssh_host_ed25519_key: an SSH host key, shipped by the overlay")
+            && err.contains("private-key: /etc/ssl/private/shared.pem")
+            && err.contains("[[lint.waive]]\n  rule = \"private-key\"")
+            && left.is_empty(),
+        "an overlay with a host key should fail the lint, leaving nothing ({left:?}):\n{}",
+        tail(&err, 20)
+    );
+    std::fs::remove_file(&host_key).unwrap();
+    let mut t = std::fs::read_to_string(variant).unwrap();
+    t.push_str("\n[[lint.waive]]\nrule = \"private-key\"\nreason = \"a test key, shared on purpose\"\npaths = [\"/etc/ssl/private/shared.pem\"]\n");
+    std::fs::write(variant, t).unwrap();
 }
 
 /// A copy of the repository (version 1) with version 2 published: for the

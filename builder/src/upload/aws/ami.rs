@@ -116,13 +116,16 @@ pub fn image_named(aws: &Aws, name: &str) -> Result<Option<Found>> {
         ("Filter.1.Name", "name".into()),
         ("Filter.1.Value.1", name.to_string()),
     ])?;
-    Ok(xml_value(&xml, "imageId").map(|id| Found {
+    Ok(found_in(&xml))
+}
+
+/// The first image of a DescribeImages answer.
+pub fn found_in(xml: &str) -> Option<Found> {
+    xml_value(xml, "imageId").map(|id| Found {
         id: id.to_string(),
-        state: xml_value(&xml, "imageState")
-            .unwrap_or_default()
-            .to_string(),
-        sha256: tag_value(&xml, SHA_TAG).map(String::from),
-    }))
+        state: xml_value(xml, "imageState").unwrap_or_default().to_string(),
+        sha256: tag_value(xml, SHA_TAG).map(String::from),
+    })
 }
 
 /// Our image named `name` if it holds these bytes; an error if the name is

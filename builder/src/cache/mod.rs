@@ -15,6 +15,16 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil;
 use crate::fsutil::sha256_file;
 
+mod fsck;
+pub use fsck::{fsck, Report as FsckReport};
+
+/// Damage in the cache that a build found where it reads anyway (an
+/// object whose content no longer matches its checksum): the build runs
+/// [`fsck`] and starts again.
+#[derive(Debug, thiserror::Error)]
+#[error("the cache is damaged: {0}")]
+pub struct Damaged(pub String);
+
 /// Builds a cache key: sha256 over length-prefixed parts, so that no two
 /// different sequences of parts hash alike.
 pub struct KeyHasher(sha2::Sha256);
@@ -193,6 +203,7 @@ impl StageCache {
             std::process::id()
         ));
         fsutil::remove_tree(&tmp)?;
+        remove_dead_writers(&sdir, key)?;
         fs::create_dir_all(&tmp)?;
         let filled = (0..n)
             .map(|i| add(&tmp, i))
@@ -209,13 +220,48 @@ impl StageCache {
         if let Err(e) = filled {
             // A full cache disk: leave nothing half-written behind.
             let _ = fsutil::remove_tree(&tmp);
-            return Err(e);
+            let full = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.raw_os_error())
+                    == Some(libc::ENOSPC)
+            });
+            let hint = match full {
+                true => " (its file system is full: free space there, or point --cache-dir elsewhere; the cache stays valid)",
+                false => "",
+            };
+            return Err(e.context(format!(
+                "storing the {stage} cache entry in {}{hint}",
+                sdir.display()
+            )));
         }
+        crate::failpoint::hit("cache.entry-filled");
         let e = self.entry(stage, key);
         fsutil::remove_tree(&e)?;
         fs::rename(&tmp, &e)?;
         common::atomic::sync_dir(&sdir)
     }
+}
+
+/// Remove the temporary entries of `key` whose writer is dead (a killed
+/// build): they would hold their bytes until the next `cache gc`.
+fn remove_dead_writers(sdir: &Path, key: &str) -> Result<()> {
+    let prefix = format!("{}{key}.", fsutil::TMP_PREFIX);
+    for e in fs::read_dir(sdir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill(2) with signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+        if !alive {
+            fsutil::remove_tree(&e.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn check(e: &Path) -> std::result::Result<(), String> {
