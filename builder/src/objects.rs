@@ -112,7 +112,9 @@ pub fn has_complete_commit(repo: &ostree::Repo, checksum: &str) -> bool {
 /// hard link to its object, and return the (device, inode) → checksum
 /// cache for committing the tree again cheaply. Falls back to copying when
 /// the cache and the work directory are on different file systems (the
-/// returned cache is then simply never hit).
+/// returned cache is then simply never hit); the copies then get the
+/// objects' mtime (0) too, as links have it, so that what copies mtimes
+/// (dracut into the initramfs) gives the same bytes either way.
 pub fn checkout_linked(
     repo: &ostree::Repo,
     commit: &str,
@@ -132,7 +134,49 @@ pub fn checkout_linked(
         gio::Cancellable::NONE,
     )
     .with_context(|| format!("checking out {} into {}", &commit[..12], dest.display()))?;
+    let mut repo_st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat fills the zeroed struct for the repository's open fd.
+    let repo_dev =
+        (unsafe { libc::fstat(repo.dfd(), &mut repo_st) } == 0).then_some(repo_st.st_dev);
+    let dest_dev = std::fs::metadata(dest)
+        .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+        .ok();
+    if repo_dev.is_some() && repo_dev != dest_dev {
+        zero_mtimes(dest)?;
+    }
     Ok(cache)
+}
+
+/// Set the mtime of every file and symlink below `dir` to 0.
+fn zero_mtimes(dir: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let zero = [libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    }; 2];
+    crate::fsutil::walk_sorted(dir, &mut |p, md| {
+        if md.is_dir() {
+            return Ok(());
+        }
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes())?;
+        // SAFETY: a NUL-terminated path and two timespecs, as utimensat wants.
+        let r = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                zero.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if r != 0 {
+            anyhow::bail!(
+                "setting the mtime of {}: {}",
+                p.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    })
 }
 
 /// Remove every ref under `prefix` for which `keep` says no, then delete

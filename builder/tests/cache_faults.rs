@@ -197,3 +197,19 @@ fn cache_fsck_drops_damaged_entries_objects_and_packages() {
         .unwrap();
     assert!(st.success(), "ostree fsck still finds damage");
 }
+
+#[test]
+fn a_checkout_from_a_cache_on_another_file_system_has_the_objects_mtimes() {
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("cache");
+    let _fs = Tmpfs::mount(&cache, "64m");
+    let (commit, _) = cache_with_a_root(&cache, d.path());
+    let repo = atomicbuild::objects::open_or_create(&cache.join("repo")).unwrap();
+    let dest = d.path().join("checkout");
+    atomicbuild::objects::checkout_linked(&repo, &commit, &dest).unwrap();
+    // Copies (the links a same-file-system checkout makes have mtime 0).
+    let md = std::fs::symlink_metadata(dest.join("usr/bin/tool")).unwrap();
+    assert_eq!(md.nlink(), 1, "a cross-file-system checkout copies");
+    assert_eq!(md.mtime(), 0, "the copy should have its object's mtime");
+}

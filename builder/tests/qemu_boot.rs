@@ -17,8 +17,11 @@
 //! boot: it must come up clean, say it has no user data, and grow its root.
 //!
 //! Variant builds write their outputs to a tmpfs (another file system than
-//! the cache), one of them into a tmpfs too small for it. Tests that build
-//! or boot take turns (one work directory, two cores).
+//! the cache), one of them into a tmpfs too small for it. One variant is
+//! killed at every failpoint, and built with a full and then a damaged
+//! cache (`vm::faults`); version 2 of the update scenario first fails the
+//! image lint with an overlay that ships private keys. Tests that build or
+//! boot take turns (one work directory, two cores).
 //!
 //! Needs root, network access to Debian's archive, and the packages
 //! `.ci/run` installs.

@@ -220,15 +220,7 @@ impl StageCache {
         if let Err(e) = filled {
             // A full cache disk: leave nothing half-written behind.
             let _ = fsutil::remove_tree(&tmp);
-            let full = e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .and_then(|io| io.raw_os_error())
-                    == Some(libc::ENOSPC)
-            });
-            let hint = match full {
-                true => " (its file system is full: free space there, or point --cache-dir elsewhere; the cache stays valid)",
-                false => "",
-            };
+            let hint = full_hint(&e);
             return Err(e.context(format!(
                 "storing the {stage} cache entry in {}{hint}",
                 sdir.display()
@@ -239,6 +231,23 @@ impl StageCache {
         fsutil::remove_tree(&e)?;
         fs::rename(&tmp, &e)?;
         common::atomic::sync_dir(&sdir)
+    }
+}
+
+/// What to say of an error that came from the cache's file system being
+/// full (ENOSPC, or libostree's `min-free-space-percent` guard): a hint
+/// for the context naming the cache; "" for any other error.
+pub fn full_hint(e: &anyhow::Error) -> &'static str {
+    let full = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+            == Some(libc::ENOSPC)
+            || c.to_string().contains("min-free-space")
+            || c.to_string().contains("No space left on device")
+    });
+    match full {
+        true => " (its file system is full: free space there, or point --cache-dir elsewhere; the cache stays valid)",
+        false => "",
     }
 }
 

@@ -60,7 +60,14 @@ pub fn run(env: &Env, m: &Manifest, installed: &Installed) -> Result<Commit> {
             ],
             timestamp: env.epoch,
         },
-    )?;
+    )
+    .map_err(|e| {
+        let hint = crate::cache::full_hint(&e);
+        e.context(format!(
+            "committing into the object store {}{hint}",
+            repo_path.display()
+        ))
+    })?;
     crate::failpoint::hit("commit.written");
     stage.finish(&checksum[..12]);
     Ok(Commit {
