@@ -129,7 +129,8 @@ fn ids(text: &str) -> BTreeSet<u32> {
         .collect()
 }
 
-/// The IDs the image defines: (UIDs, GIDs).
+/// The IDs the image defines: (UIDs, GIDs); root's 0 always (the kernel's
+/// own, whatever passwd says).
 fn defined_ids(t: &Tree, etc: &Path) -> (BTreeSet<u32>, BTreeSet<u32>) {
     let read = |name: &str| {
         [etc.join(name), t.root.join("usr/lib").join(name)]
@@ -137,7 +138,10 @@ fn defined_ids(t: &Tree, etc: &Path) -> (BTreeSet<u32>, BTreeSet<u32>) {
             .map(|p| fs::read_to_string(p).unwrap_or_default())
             .collect::<String>()
     };
-    (ids(&read("passwd")), ids(&read("group")))
+    let (mut uids, mut gids) = (ids(&read("passwd")), ids(&read("group")));
+    uids.insert(0);
+    gids.insert(0);
+    (uids, gids)
 }
 
 /// World-writable files and directories, unknown owners, setuid files.

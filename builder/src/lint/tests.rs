@@ -162,6 +162,17 @@ fn every_rule_finds_what_it_names() {
 }
 
 #[test]
+fn root_owns_files_even_in_a_tree_without_passwd() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "usr/share/a", "x", 0o644);
+    write(d.path(), "usr/share/b", "x", 0o644);
+    chown(d.path().join("usr/share/b"), Some(7), Some(0)).unwrap();
+    let r = lint(d.path(), &[], &[]);
+    let got: Vec<&str> = r.findings.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(got, ["/usr/share/b"], "{:#?}", r.findings);
+}
+
+#[test]
 fn waivers_cover_a_rule_or_some_paths_and_stale_ones_are_reported() {
     let d = tempfile::tempdir().unwrap();
     let (root, overlay) = (d.path().join("root"), d.path().join("overlay"));
