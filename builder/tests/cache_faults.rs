@@ -8,20 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use atomicbuild::cache::StageCache;
-use testkit::Tmpfs;
-
-fn flip_byte(p: &Path, at: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(p)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).unwrap();
-    b[0] ^= 0x20;
-    f.write_all_at(&b, at).unwrap();
-}
+use testkit::{flip_byte, Tmpfs};
 
 #[test]
 fn a_full_cache_fails_naming_it_and_stays_valid() {

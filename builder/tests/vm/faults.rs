@@ -13,7 +13,6 @@
 //!   damaged entries, finds the object when it reads it (the deploy's pull
 //!   checks every object), runs the cache check and builds again, identical.
 
-use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +20,7 @@ use std::process::Command;
 use common::cmd::tail;
 
 use super::{build_cmd, final_names, write_variant, Tmpfs};
+use testkit::flip_byte;
 
 /// The variant and its reference build.
 pub struct Reference {
@@ -142,17 +142,6 @@ pub fn failpoints(r: &Reference, dir: &Path) -> Vec<String> {
         ));
     }
     bad
-}
-
-fn flip_byte(p: &Path, at: u64) {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(p)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).unwrap();
-    f.write_all_at(&[b[0] ^ 0x20], at).unwrap();
 }
 
 fn du(p: &Path) -> u64 {
