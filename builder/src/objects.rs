@@ -41,6 +41,8 @@ pub struct CommitSpec<'a> {
     pub metadata: &'a [(&'a str, &'a str)],
     /// Commit timestamp (seconds since the epoch).
     pub timestamp: u64,
+    /// Label every file with this SELinux policy (`security.selinux`).
+    pub sepolicy: Option<&'a ostree::SePolicy>,
 }
 
 /// Commit the directory `root` and point `spec.ref_` at it. With `devino`,
@@ -61,6 +63,7 @@ pub fn commit_tree(
         if let Some(d) = devino {
             modifier.set_devino_cache(d);
         }
+        modifier.set_sepolicy(spec.sepolicy);
         repo.write_dfd_to_mtree(
             libc::AT_FDCWD,
             root.to_str().context("work directory path is not UTF-8")?,
@@ -97,6 +100,40 @@ pub fn commit_tree(
         let _ = repo.abort_transaction(c);
     }
     result
+}
+
+/// The SELinux policy of the shaped tree at `root` (its
+/// `usr/etc/selinux/config` names the policy and the policy store is
+/// installed), or `None` when the tree has no policy.
+pub fn sepolicy_of(root: &Path) -> Result<Option<ostree::SePolicy>> {
+    let config = ["usr/etc/selinux/config", "etc/selinux/config"]
+        .iter()
+        .map(|c| root.join(c))
+        .find(|c| c.is_file());
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let setting = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim().to_string())
+    };
+    if setting("SELINUX").is_some_and(|v| v.eq_ignore_ascii_case("disabled")) {
+        return Ok(None);
+    }
+    let policy = ostree::SePolicy::new(&gio::File::for_path(root), gio::Cancellable::NONE)
+        .with_context(|| format!("loading the SELinux policy that {} names", config.display()))?;
+    match policy.name() {
+        Some(n) if !n.is_empty() => Ok(Some(policy)),
+        _ => anyhow::bail!(
+            "{} names no usable policy (SELINUX={}, SELINUXTYPE={}): install the policy package, or set SELINUX=disabled",
+            config.display(),
+            setting("SELINUX").unwrap_or_default(),
+            setting("SELINUXTYPE").unwrap_or_default()
+        ),
+    }
 }
 
 /// Whether `checksum` is a complete commit in `repo` (its tree and every

@@ -74,6 +74,7 @@ fn cache_with_a_root(cache: &Path, scratch: &Path) -> (String, std::path::PathBu
             subject: "installed root",
             metadata: &[],
             timestamp: 0,
+            sepolicy: None,
         },
     )
     .unwrap();

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::lock::Lock;
+use super::repokey::Form;
 use super::spec::Base;
 use super::{Backend, Install};
 use crate::model::Package;
@@ -55,6 +56,9 @@ impl Backend for Debian {
             DIVERT_HOOK.into(),
             UNDIVERT_HOOK.into(),
         ]
+        .into_iter()
+        .chain(b.apt_repos.iter().map(|r| r.key_part()))
+        .collect()
     }
 
     fn install(&self, req: &Install, stage: &StageProgress) -> Result<Lock> {
@@ -71,6 +75,7 @@ impl Backend for Debian {
         fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
         let hooks = req.scratch.join("hooks");
         fs::create_dir_all(&hooks)?;
+        let extra = extra_sources(base, req.scratch, stage)?;
         let divert = write_hook(&hooks, "divert.sh", DIVERT_HOOK)?;
         let undivert = write_hook(&hooks, "undivert.sh", UNDIVERT_HOOK)?;
         let debs_s = debs.to_string_lossy();
@@ -100,14 +105,28 @@ impl Backend for Debian {
             .arg(&base.release)
             .arg(root)
             .args(sources(base))
+            .args(extra.iter().map(|(line, _, _)| line))
             .env("SOURCE_DATE_EPOCH", super::INSTALL_EPOCH.to_string());
         if let Err(e) = cmd.run_streaming(|l| stage.message(l)) {
-            if let Some(pkg) = missing_pinned_version(&e.to_string()) {
+            let text = e.to_string();
+            if let Some(pkg) = missing_pinned_version(&text) {
                 bail!("the lock no longer resolves: the mirror does not have {pkg} any more; build once without --lock to write a new lock ({e})");
             }
-            return Err(anyhow::Error::new(e).context("installing packages with mmdebstrap"));
+            let e = anyhow::Error::new(e).context("installing packages with mmdebstrap");
+            return Err(
+                match base.apt_repos.iter().find(|r| text.contains(&r.uri)) {
+                    Some(r) => e.context(format!("repository \"{}\" ({}) failed", r.name, r.uri)),
+                    None => e,
+                },
+            );
         }
-        let installed_lock = super::lock::from_debian_root(root, &base.release)?;
+        keep_keyrings(root, &extra)?;
+        let origins: Vec<(String, String)> = base
+            .apt_repos
+            .iter()
+            .map(|r| (r.uri.clone(), r.name.clone()))
+            .collect();
+        let installed_lock = super::lock::from_debian_root(root, &base.release, &origins)?;
         if let Some(l) = lock {
             l.check_installed(&installed_lock)
                 .context("the installed packages differ from the lock")?;
@@ -148,6 +167,47 @@ pub fn sources(b: &Base) -> Vec<String> {
         }
     }
     v
+}
+
+/// The extra repositories' source lines, each with its pinned keyring
+/// (checked against the repository's signed release file first) and the
+/// path the keyring gets in the image.
+fn extra_sources(
+    base: &Base,
+    scratch: &Path,
+    stage: &StageProgress,
+) -> Result<Vec<(String, PathBuf, String)>> {
+    let dir = scratch.join("keys");
+    let mut v = Vec::new();
+    for r in &base.apt_repos {
+        stage.message(&format!(
+            "repository {}: checking its key and signed release file",
+            r.name
+        ));
+        let keyring =
+            super::repokey::pinned(&r.name, &r.signed_by, &r.fingerprint, &dir, Form::Keyring)?;
+        super::repokey::check_release(r, &keyring, &dir)?;
+        let in_image = format!("/etc/apt/keyrings/atomicbuild-{}.gpg", r.name);
+        v.push((r.source_line(&keyring), keyring, in_image));
+    }
+    Ok(v)
+}
+
+/// Put the extra repositories' keyrings into the image and point its
+/// sources.list at them (apt read them from the scratch directory).
+fn keep_keyrings(root: &Path, extra: &[(String, PathBuf, String)]) -> Result<()> {
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let list = root.join("etc/apt/sources.list");
+    let mut text = fs::read_to_string(&list).unwrap_or_default();
+    for (_, keyring, in_image) in extra {
+        let dest = root.join(in_image.trim_start_matches('/'));
+        fs::create_dir_all(dest.parent().expect("has parent"))?;
+        crate::fsutil::replace_file(&dest, fs::read(keyring)?)?;
+        text = text.replace(&keyring.display().to_string(), in_image);
+    }
+    crate::fsutil::replace_file(&list, text)
 }
 
 fn write_hook(dir: &Path, name: &str, body: &str) -> Result<PathBuf> {

@@ -57,7 +57,16 @@ impl DnfEnv {
             keys: dir.join("keys"),
         };
         fs::write(env.home.join(".rpmmacros"), format!("%_dbpath /{RPMDB}\n"))?;
-        fs::write(&env.conf, dnf_conf(base))?;
+        let mut pinned = BTreeMap::new();
+        for r in &base.repos {
+            if let (Some(fpr), Some(k)) = (&r.fingerprint, &r.gpgkey) {
+                let src = super::repos::KeySource::Url(k.clone());
+                let form = super::repokey::Form::Armored;
+                let key = super::repokey::pinned(&r.name, &src, fpr, &dir.join("pinned"), form)?;
+                pinned.insert(r.name.clone(), format!("file://{}", key.display()));
+            }
+        }
+        fs::write(&env.conf, dnf_conf(base, &pinned))?;
         Ok(env)
     }
 
@@ -68,8 +77,9 @@ impl DnfEnv {
     }
 }
 
-/// dnf's configuration: only the manifest's repositories, strict, bounded.
-fn dnf_conf(base: &Base) -> String {
+/// dnf's configuration: only the manifest's repositories, strict, bounded
+/// (`pinned`: repository → the checked local copy of its key).
+fn dnf_conf(base: &Base, pinned: &BTreeMap<String, String>) -> String {
     let mut s = String::from(
         "# Written by atomicbuild.\n[main]\nreposdir=/nonexistent\ngpgcheck=1\nlocalpkg_gpgcheck=1\n\
          install_weak_deps=0\nplugins=0\nstrict=1\nbest=1\nskip_if_unavailable=0\n\
@@ -85,7 +95,7 @@ fn dnf_conf(base: &Base) -> String {
         }
         let check = if r.gpgcheck { 1 } else { 0 };
         s.push_str(&format!("gpgcheck={check}\nrepo_gpgcheck={check}\n"));
-        if let Some(k) = &r.gpgkey {
+        if let Some(k) = pinned.get(&r.name).or(r.gpgkey.as_ref()) {
             s.push_str(&format!("gpgkey={k}\n"));
         }
     }
@@ -101,6 +111,8 @@ struct Resolved {
     release: String,
     arch: String,
     sha256: String,
+    #[serde(default)]
+    repo: String,
 }
 
 impl Resolved {
@@ -337,8 +349,8 @@ impl Backend for Fedora {
         let mut v = vec![RECIPE.to_string(), base.release.clone(), RESOLVE_PY.into()];
         for r in &base.repos {
             v.push(format!(
-                "{}|{:?}|{:?}|{:?}|{}",
-                r.name, r.baseurl, r.metalink, r.gpgkey, r.gpgcheck
+                "{}|{:?}|{:?}|{:?}|{}|{:?}",
+                r.name, r.baseurl, r.metalink, r.gpgkey, r.gpgcheck, r.fingerprint
             ));
         }
         v
@@ -364,6 +376,7 @@ impl Backend for Fedora {
                     version: p.evr(),
                     arch: p.arch.clone(),
                     sha256: p.sha256.clone(),
+                    origin: p.repo.clone(),
                 })
                 .collect(),
         };
@@ -385,6 +398,7 @@ impl Backend for Fedora {
                     version: p.version,
                     arch: p.arch,
                     sha256: String::new(),
+                    origin: String::new(),
                 })
                 .collect(),
             ..new_lock.clone()
@@ -524,6 +538,7 @@ mod tests {
             version: "2:0.5-3".into(),
             arch: "noarch".into(),
             sha256: String::new(),
+            origin: String::new(),
         };
         assert_eq!(nevra(&p), "fx-app-2:0.5-3.noarch");
     }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,10 @@ pub struct LockedPackage {
     pub arch: String,
     /// sha256 of the package file, from the archive index.
     pub sha256: String,
+    /// The repository it came from (`debian` for the base's archive, else
+    /// the name in `[[base.repos]]`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub origin: String,
 }
 
 impl Lock {
@@ -120,14 +124,16 @@ impl Lock {
 }
 
 /// Build the lock of a freshly installed Debian root: versions from the
-/// dpkg database, checksums from the apt indexes the install used.
-pub fn from_debian_root(root: &Path, release: &str) -> Result<Lock> {
+/// dpkg database, checksums and origins from the apt indexes the install
+/// used (`origins`: (URI, name) of the extra repositories; the rest is the
+/// base's archive).
+pub fn from_debian_root(root: &Path, release: &str, origins: &[(String, String)]) -> Result<Lock> {
     let installed = super::package_list(root)?;
-    let sums = apt_index_sums(&root.join("var/lib/apt/lists"))?;
+    let sums = apt_index_sums(&root.join("var/lib/apt/lists"), origins)?;
     let mut packages: Vec<LockedPackage> = installed
         .into_iter()
         .map(|p| {
-            let sha256 = sums
+            let (sha256, origin) = sums
                 .get(&(p.name.clone(), p.version.clone(), p.arch.clone()))
                 .cloned()
                 .unwrap_or_default();
@@ -136,6 +142,7 @@ pub fn from_debian_root(root: &Path, release: &str) -> Result<Lock> {
                 version: p.version,
                 arch: p.arch,
                 sha256,
+                origin,
             }
         })
         .collect();
@@ -148,17 +155,71 @@ pub fn from_debian_root(root: &Path, release: &str) -> Result<Lock> {
     })
 }
 
-/// `(name, version, arch) → sha256` from every `*_Packages` index in `lists`.
-fn apt_index_sums(lists: &Path) -> Result<BTreeMap<(String, String, String), String>> {
+/// apt's name for the index files of `uri` starts with this: the URI
+/// without its scheme, '/' as '_' (apt quotes some characters as %XX in
+/// the file name; compare with [`unquote`]d names).
+fn list_prefix(uri: &str) -> String {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.trim_end_matches('/').replace('/', "_") + "_"
+}
+
+/// `%XX` escapes decoded.
+fn unquote(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The origin of an index file: the extra repository whose URI prefix is
+/// the longest match, else the base's archive.
+fn origin_of(file: &str, origins: &[(String, String)]) -> String {
+    let file = unquote(file);
+    origins
+        .iter()
+        .map(|(uri, name)| (list_prefix(uri), name))
+        .filter(|(prefix, _)| file.starts_with(prefix.as_str()))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map_or(super::repos::BASE_ORIGIN.to_string(), |(_, n)| n.clone())
+}
+
+type IndexSums = BTreeMap<(String, String, String), (String, String)>;
+
+/// `(name, version, arch) → (sha256, origin)` from every `*_Packages`
+/// index in `lists`.
+fn apt_index_sums(lists: &Path, origins: &[(String, String)]) -> Result<IndexSums> {
     let mut out = BTreeMap::new();
     let Ok(rd) = fs::read_dir(lists) else {
         return Ok(out);
     };
-    for e in rd {
-        let p = e?.path();
-        if !p.to_string_lossy().ends_with("_Packages") {
+    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    for p in files {
+        let fname = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if !fname.ends_with("_Packages") {
             continue;
         }
+        let origin = origin_of(&fname, origins);
         let text = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
         for stanza in text.split("\n\n") {
             let field = |k: &str| {
@@ -173,7 +234,7 @@ fn apt_index_sums(lists: &Path) -> Result<BTreeMap<(String, String, String), Str
                 field("Architecture"),
                 field("SHA256"),
             ) {
-                out.insert((n, v, a), s);
+                out.entry((n, v, a)).or_insert((s, origin.clone()));
             }
         }
     }
@@ -190,6 +251,7 @@ mod tests {
             version: v.into(),
             arch: "amd64".into(),
             sha256: format!("{n}{v}"),
+            origin: String::new(),
         }
     }
 
@@ -257,8 +319,48 @@ mod tests {
             "Package: a\nVersion: 1\nArchitecture: amd64\nSHA256: aaa\n\nPackage: b\nVersion: 2\nArchitecture: all\nSHA256: bbb\n",
         )
         .unwrap();
-        let s = apt_index_sums(d.path()).unwrap();
-        assert_eq!(s[&("a".into(), "1".into(), "amd64".into())], "aaa");
-        assert_eq!(s[&("b".into(), "2".into(), "all".into())], "bbb");
+        fs::write(
+            d.path().join("127.0.0.1:8080_k8s_deb_._Packages"),
+            "Package: kubelet\nVersion: 1.34.0\nArchitecture: amd64\nSHA256: kkk\n",
+        )
+        .unwrap();
+        let origins = [(
+            "http://127.0.0.1:8080/k8s/deb/".to_string(),
+            "kubernetes".to_string(),
+        )];
+        let s = apt_index_sums(d.path(), &origins).unwrap();
+        let get = |n: &str, v: &str, a: &str| s[&(n.into(), v.into(), a.into())].clone();
+        assert_eq!(get("a", "1", "amd64"), ("aaa".into(), "debian".into()));
+        assert_eq!(get("b", "2", "all"), ("bbb".into(), "debian".into()));
+        assert_eq!(
+            get("kubelet", "1.34.0", "amd64"),
+            ("kkk".into(), "kubernetes".into())
+        );
+    }
+
+    #[test]
+    fn list_files_are_matched_to_their_repository() {
+        let o = [
+            (
+                "https://pkgs.k8s.io/core:/stable:/v1.34/deb/".to_string(),
+                "k8s".to_string(),
+            ),
+            ("http://h/debian_extra/".to_string(), "extra".to_string()),
+        ];
+        assert_eq!(
+            origin_of("pkgs.k8s.io_core:_stable:_v1.34_deb_Packages", &o),
+            "k8s"
+        );
+        assert_eq!(
+            origin_of("h_debian%5fextra_dists_x_main_binary-amd64_Packages", &o),
+            "extra"
+        );
+        assert_eq!(
+            origin_of(
+                "deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages",
+                &o
+            ),
+            "debian"
+        );
     }
 }

@@ -6,6 +6,8 @@
 mod debian;
 mod fedora;
 pub mod lock;
+mod repokey;
+pub mod repos;
 pub mod spec;
 
 use std::path::Path;

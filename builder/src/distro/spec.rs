@@ -3,9 +3,11 @@
 //! them.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Deserialize;
 
+use super::repos::{self, AptRepo, RawRepo, Repo};
 use crate::model::Scope;
 
 /// Which distribution family builds the root.
@@ -42,23 +44,6 @@ pub struct RawBase {
     pub repos: Vec<RawRepo>,
 }
 
-/// An RPM repository (Fedora base) as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // fields: README's manifest reference
-pub struct RawRepo {
-    pub name: String,
-    pub baseurl: Option<String>,
-    pub metalink: Option<String>,
-    pub gpgkey: Option<String>,
-    #[serde(default = "yes")]
-    pub gpgcheck: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
 /// Package source.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Base {
@@ -74,21 +59,8 @@ pub struct Base {
     pub components: Vec<String>,
     /// RPM repositories (Fedora).
     pub repos: Vec<Repo>,
-}
-
-/// One RPM repository.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Repo {
-    /// Repository id.
-    pub name: String,
-    /// Base URL.
-    pub baseurl: Option<String>,
-    /// Metalink URL.
-    pub metalink: Option<String>,
-    /// GPG key URL.
-    pub gpgkey: Option<String>,
-    /// Whether signatures are checked.
-    pub gpgcheck: bool,
+    /// Extra apt repositories (Debian).
+    pub apt_repos: Vec<AptRepo>,
 }
 
 impl Base {
@@ -123,7 +95,8 @@ pub fn is_name(s: &str) -> bool {
 }
 
 /// Check `[base]` (problems go to `p`, the `base` scope); defaults filled.
-pub fn check(b: RawBase, p: &mut Scope) -> Option<Base> {
+/// Key files are relative to `dir`, the manifest's directory.
+pub fn check(b: RawBase, dir: &Path, p: &mut Scope) -> Option<Base> {
     if b.release.trim().is_empty() {
         p.bad(
             "release",
@@ -144,18 +117,16 @@ pub fn check(b: RawBase, p: &mut Scope) -> Option<Base> {
         }
     }
     Some(match b.distro {
-        Distro::Debian => check_debian(b, p),
+        Distro::Debian => check_debian(b, dir, p),
         Distro::Fedora => check_fedora(b, p),
     })
 }
 
-fn check_debian(b: RawBase, p: &mut Scope) -> Base {
-    if !b.repos.is_empty() {
-        p.bad(
-            "repos",
-            "repos are for RPM distributions; a Debian base takes base.mirror and base.components",
-        );
-    }
+fn check_debian(b: RawBase, dir: &Path, p: &mut Scope) -> Base {
+    let mut names = BTreeMap::new();
+    let apt_repos = (b.repos.into_iter().enumerate())
+        .map(|(i, r)| repos::check_apt(r, i, &mut names, dir, &mut p.scope(&format!("repos[{i}]"))))
+        .collect();
     let components = b.components.unwrap_or_else(|| vec!["main".into()]);
     if components.is_empty() {
         p.bad(
@@ -184,6 +155,7 @@ fn check_debian(b: RawBase, p: &mut Scope) -> Base {
         ),
         components,
         repos: Vec::new(),
+        apt_repos,
     }
 }
 
@@ -205,7 +177,7 @@ fn check_fedora(b: RawBase, p: &mut Scope) -> Base {
     }
     let mut names = BTreeMap::new();
     let repos = (b.repos.into_iter().enumerate())
-        .map(|(i, r)| check_repo(r, i, &mut names, &mut p.scope(&format!("repos[{i}]"))))
+        .map(|(i, r)| repos::check_rpm(r, i, &mut names, &mut p.scope(&format!("repos[{i}]"))))
         .collect();
     Base {
         distro: b.distro,
@@ -214,55 +186,7 @@ fn check_fedora(b: RawBase, p: &mut Scope) -> Base {
         security_mirror: None,
         components: Vec::new(),
         repos,
-    }
-}
-
-fn check_repo(r: RawRepo, i: usize, names: &mut BTreeMap<String, usize>, p: &mut Scope) -> Repo {
-    if !is_name(&r.name) {
-        p.bad(
-            "name",
-            format!(
-                "\"{}\" is not a valid repository id (lowercase letters, digits, . _ -)",
-                r.name
-            ),
-        );
-    } else if let Some(first) = names.insert(r.name.clone(), i) {
-        p.bad(
-            "name",
-            format!(
-                "repository \"{}\" is defined twice (also base.repos[{first}])",
-                r.name
-            ),
-        );
-    }
-    match (&r.baseurl, &r.metalink) {
-        (None, None) => p.bad("", "a repository needs a baseurl or a metalink"),
-        (Some(_), Some(_)) => p.bad("", "give either baseurl or metalink, not both"),
-        _ => {}
-    }
-    for (k, u) in [
-        ("baseurl", &r.baseurl),
-        ("metalink", &r.metalink),
-        ("gpgkey", &r.gpgkey),
-    ] {
-        if let Some(u) = u {
-            if !is_url(u) {
-                p.bad(
-                    k,
-                    format!("\"{u}\" is not an http://, https:// or file:// URL"),
-                );
-            }
-        }
-    }
-    if r.gpgcheck && r.gpgkey.is_none() {
-        p.bad("gpgkey", "gpgcheck is on but no gpgkey is given; add the key URL (or set gpgcheck = false for a trusted local repository)");
-    }
-    Repo {
-        name: r.name,
-        baseurl: r.baseurl,
-        metalink: r.metalink,
-        gpgkey: r.gpgkey,
-        gpgcheck: r.gpgcheck,
+        apt_repos: Vec::new(),
     }
 }
 

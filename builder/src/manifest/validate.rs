@@ -21,7 +21,7 @@ pub fn check(
     let mut p = Problems::new();
     let r = raw;
     sections::image(&r.image, &mut p.scope("image"));
-    let base = distro::spec::check(r.base, &mut p.scope("base"));
+    let base = distro::spec::check(r.base, dir, &mut p.scope("base"));
     sections::packages(&r.packages, &mut p.scope("packages.include"));
     if let Some(b) = &base {
         distro::spec::check_packages(b, &r.packages.include, &mut p.scope("packages.include"));

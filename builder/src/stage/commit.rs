@@ -22,6 +22,8 @@ pub struct Commit {
     pub ref_: String,
     /// The commit checksum.
     pub checksum: String,
+    /// The SELinux policy its files are labelled with, if the tree has one.
+    pub selinux: Option<String>,
 }
 
 impl Outcome for Commit {}
@@ -46,6 +48,16 @@ pub fn run(env: &Env, m: &Manifest, installed: &Installed) -> Result<Commit> {
     } else {
         "writing objects"
     });
+    let sepolicy = objects::sepolicy_of(&env.root())?;
+    let selinux = sepolicy
+        .as_ref()
+        .and_then(|p| p.name())
+        .map(|n| n.to_string());
+    if let Some(n) = &selinux {
+        stage.message(&format!(
+            "labelling every file with the SELinux policy \"{n}\""
+        ));
+    }
     let subject = format!("{} {}", m.name, m.version);
     let checksum = objects::commit_tree(
         &repo,
@@ -59,6 +71,7 @@ pub fn run(env: &Env, m: &Manifest, installed: &Installed) -> Result<Commit> {
                 ("atomicbuild.image", m.name.as_str()),
             ],
             timestamp: env.epoch,
+            sepolicy: sepolicy.as_ref(),
         },
     )
     .map_err(|e| {
@@ -74,5 +87,6 @@ pub fn run(env: &Env, m: &Manifest, installed: &Installed) -> Result<Commit> {
         repo: repo_path,
         ref_: m.ostree.ref_.clone(),
         checksum,
+        selinux,
     })
 }

@@ -51,7 +51,8 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
     users(env, m, &root, &|msg| stage.message(msg))?;
     stage.message("first-boot agent");
     super::agent::install(&root, m.updates.as_ref())?;
-    units(m, &root, &|msg| stage.message(msg))?;
+    let node = super::node::wire(&root, &m.overlays, &|msg| stage.message(msg))?;
+    units(m, &root, &node, &|msg| stage.message(msg))?;
     let packages = crate::distro::package_list(&root)?;
     stage.finish(&format!("{} packages", packages.len()));
     Ok(Customized { packages })
@@ -145,14 +146,23 @@ fn users(env: &Env, m: &Manifest, root: &Path, say: &dyn Fn(&str)) -> Result<()>
     fsutil::replace_file(&tf, tmpfiles)
 }
 
-/// The agent's units and the manifest's `[units]`, through systemctl.
-fn units(m: &Manifest, root: &Path, say: &dyn Fn(&str)) -> Result<()> {
+/// The agent's units, the node's and the manifest's `[units]` (which
+/// come last, so that they win), through systemctl.
+fn units(m: &Manifest, root: &Path, node: &super::node::Units, say: &dyn Fn(&str)) -> Result<()> {
     let mut enable: Vec<String> = super::agent::UNITS.iter().map(|u| u.to_string()).collect();
+    enable.extend(
+        node.enable
+            .iter()
+            .filter(|u| !m.units.disable.contains(u))
+            .cloned(),
+    );
     enable.extend(m.units.enable.iter().cloned());
+    let mut mask = node.mask.clone();
+    mask.extend(m.units.mask.iter().cloned());
     for (verb, units) in [
         ("enable", &enable),
         ("disable", &m.units.disable),
-        ("mask", &m.units.mask),
+        ("mask", &mask),
     ] {
         if units.is_empty() {
             continue;

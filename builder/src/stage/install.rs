@@ -128,6 +128,7 @@ pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
             subject: "installed root",
             metadata: &[("atomicbuild.install-key", key.as_str())],
             timestamp: 0,
+            sepolicy: None,
         },
     )
     .context("saving the installed root")?;

@@ -13,6 +13,7 @@ pub mod formats;
 pub mod initramfs;
 pub mod install;
 pub mod lint;
+pub mod node;
 pub mod sbom;
 pub mod shape;
 

@@ -304,12 +304,18 @@ fn judge_files(e: &Expect, r: &BootReport, v: &mut Vec<Verdict>) {
 
 fn judge_commands(e: &Expect, r: &BootReport, v: &mut Vec<Verdict>) {
     for (i, c) in e.commands.iter().enumerate() {
-        let lines = r.lines(&format!("cmd:{i}"));
-        let status = lines
-            .last()
-            .and_then(|l| l.strip_prefix(EXIT_MARK))
-            .and_then(|s| s.trim().parse::<i32>().ok());
-        let out = lines[..lines.len().saturating_sub(status.is_some() as usize)].join("\n");
+        let mut lines = r.lines(&format!("cmd:{i}")).to_vec();
+        // Output without a final newline has the mark at the end of its
+        // last line.
+        let last = lines.pop().unwrap_or_default();
+        let (rest, status) = match last.rsplit_once(EXIT_MARK) {
+            Some((rest, s)) => (rest.to_string(), s.trim().parse::<i32>().ok()),
+            None => (last.to_string(), None),
+        };
+        if status.is_none() || !rest.is_empty() {
+            lines.push(rest);
+        }
+        let out = lines.join("\n");
         let mut bad = Vec::new();
         match status {
             None => bad.push("it did not report its exit status".to_string()),

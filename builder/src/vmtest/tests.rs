@@ -185,16 +185,17 @@ fn commands_files_and_network_are_judged() {
     );
     // A command's exit status and output.
     let e = expect::parse(
-        "[[command]]\nrun = \"false\"\n[[command]]\nname = \"says hi\"\nrun = \"echo hi\"\nstdout_contains = \"hello\"\n[[command]]\nrun = \"exit 3\"\nexit = 3\n",
+        "[[command]]\nrun = \"false\"\n[[command]]\nname = \"says hi\"\nrun = \"echo hi\"\nstdout_contains = \"hello\"\n[[command]]\nrun = \"exit 3\"\nexit = 3\n[[command]]\nname = \"no newline\"\nrun = \"printf 0\"\nstdout_contains = \"0no newline\"\n",
         Path::new("expect.toml"),
     )
     .unwrap();
-    let r = "ABCHECK-BEGIN 1\nABCHECK cmd:0| ABEXIT=1\nABCHECK cmd:1| hi\nABCHECK cmd:1| ABEXIT=0\nABCHECK cmd:2| ABEXIT=3\nABCHECK-END 1\n";
+    let r = "ABCHECK-BEGIN 1\nABCHECK cmd:0| ABEXIT=1\nABCHECK cmd:1| hi\nABCHECK cmd:1| ABEXIT=0\nABCHECK cmd:2| ABEXIT=3\nABCHECK cmd:3| 0no newlineABEXIT=0\nABCHECK-END 1\n";
     let v = judge::judge(&e, &judge::parse(r)[0], Firmware::Bios);
     let f = failed(&v);
     assert!(f.contains(&"command[0] false".to_string()), "{f:?}");
     assert!(f.contains(&"command[1] says hi".to_string()), "{f:?}");
     assert!(!f.iter().any(|r| r.starts_with("command[2]")), "{f:?}");
+    assert!(!f.iter().any(|r| r.starts_with("command[3]")), "{f:?}");
 }
 
 #[test]
