@@ -57,6 +57,55 @@ fn report(needs: Vec<Need>) -> Result<()> {
     )
 }
 
+/// What the base's package manager needs.
+fn distro_needs(m: &Manifest) -> Vec<Need> {
+    let mut v = Vec::new();
+    match m.base.distro {
+        Distro::Debian => {
+            v.push(tool(
+                "mmdebstrap",
+                "mmdebstrap",
+                "installs the Debian packages into the staging root",
+            ));
+            v.push(tool(
+                "dpkg-query",
+                "dpkg",
+                "lists installed package versions for the build metadata",
+            ));
+            if !m.base.apt_repos.is_empty() {
+                v.push(tool(
+                    "gpg",
+                    "gnupg",
+                    "checks the fingerprints of the [[base.repos]] keys",
+                ));
+                v.push(tool(
+                    "gpgv",
+                    "gpgv",
+                    "checks the [[base.repos]] release files' signatures",
+                ));
+            }
+        }
+        Distro::Fedora => {
+            v.push(tool(
+                "dnf",
+                "dnf",
+                "installs the Fedora packages into the staging root",
+            ));
+            v.push(tool(
+                "rpm",
+                "rpm",
+                "lists installed package versions for the build metadata",
+            ));
+            v.push(path(
+                "/usr/lib/python3/dist-packages/dnf",
+                "python3-dnf",
+                "dnf's solver, which resolves the package set and writes the lock",
+            ));
+        }
+    }
+    v
+}
+
 /// Everything `build` needs for this manifest.
 pub fn check_build(m: &Manifest) -> Result<()> {
     let mut needs = vec![
@@ -91,37 +140,7 @@ pub fn check_build(m: &Manifest) -> Result<()> {
             "GRUB modules and boot sector for BIOS boot",
         ),
     ];
-    match m.base.distro {
-        Distro::Debian => {
-            needs.push(tool(
-                "mmdebstrap",
-                "mmdebstrap",
-                "installs the Debian packages into the staging root",
-            ));
-            needs.push(tool(
-                "dpkg-query",
-                "dpkg",
-                "lists installed package versions for the build metadata",
-            ));
-        }
-        Distro::Fedora => {
-            needs.push(tool(
-                "dnf",
-                "dnf",
-                "installs the Fedora packages into the staging root",
-            ));
-            needs.push(tool(
-                "rpm",
-                "rpm",
-                "lists installed package versions for the build metadata",
-            ));
-            needs.push(path(
-                "/usr/lib/python3/dist-packages/dnf",
-                "python3-dnf",
-                "dnf's solver, which resolves the package set and writes the lock",
-            ));
-        }
-    }
+    needs.extend(distro_needs(m));
     report(needs)?;
     crate::stage::agent::binary()?;
     crate::stage::agent::update_binary()?;

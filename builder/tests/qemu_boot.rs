@@ -31,7 +31,7 @@ mod firstboot_vm;
 mod keys;
 mod vm;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
@@ -82,24 +82,10 @@ fn image() -> &'static Image {
     }
 }
 
-/// The test case's manifest with `[updates]` and `[signing]` for keys made
-/// for this run (the release key signs, the image trusts it).
-fn test_manifest(dir: &Path) -> PathBuf {
-    let case = vm::repo_root().join("qemu-tests/001_k8s_host/host.toml");
-    let (secret, public) = keys::key(dir, "release");
-    vm::write_variant(&case, dir, |t| {
-        format!(
-            "{t}\n[updates]\nurl = \"http://10.0.2.2:9/unused\"\nkeys = [{:?}]\npoll_interval = \"1h\"\ntries = 1\n\n[signing]\nkey_file = {:?}\n",
-            public.display().to_string(),
-            secret.display().to_string()
-        )
-    })
-}
-
 /// Kill one build in its disk stage, then build for real.
 fn build_image() -> Image {
     let tmp = vm::scratch::create();
-    let manifest_path = test_manifest(&tmp.join("main"));
+    let manifest_path = vm::node::test_manifest(&tmp.join("main"));
     let (foreign_key, _) = keys::key(&tmp, "foreign");
     let m = atomicbuild::manifest::load(&manifest_path).unwrap();
     let out = tmp.join("out");
@@ -182,6 +168,16 @@ fn a_killed_build_leaves_nothing_and_the_rebuild_reuses_the_cache() {
         .unwrap()
         .iter()
         .any(|p| p["name"] == "etcd-server"));
+}
+
+#[test]
+fn the_lock_names_each_package_s_origin_and_the_commit_carries_selinux_labels() {
+    let img = image();
+    let lock = img.out.join(format!("{}.lock", img.m.stem()));
+    let lock = atomicbuild::distro::lock::Lock::load(&lock).unwrap();
+    let mut bad = vm::node::check_lock(&lock);
+    bad.extend(vm::node::check_labels(&img.commit));
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
 #[test]

@@ -200,7 +200,36 @@ fn manifest(
     repo_url: &str,
     packages: &str,
 ) -> atomicbuild::manifest::Manifest {
+    manifest_pinned(dir, name, repo_url, packages, "")
+}
+
+/// The fingerprint of the fixture key (`fixture`) or the rogue one.
+fn fingerprint(dir: &Path, who: &str) -> String {
+    let o = Command::new("gpg")
+        .args(["--batch", "--with-colons", "--list-keys"])
+        .arg(format!("{who}@example.invalid"))
+        .env("GNUPGHOME", dir.join("gnupg"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let fpr = out.lines().find(|l| l.starts_with("fpr:")).unwrap();
+    fpr.split(':').nth(9).unwrap().to_string()
+}
+
+/// With `fingerprint` (when not empty) pinning the repository's key.
+fn manifest_pinned(
+    dir: &Path,
+    name: &str,
+    repo_url: &str,
+    packages: &str,
+    fingerprint: &str,
+) -> atomicbuild::manifest::Manifest {
     let key = dir.join("RPM-GPG-KEY-fixture");
+    let pin = if fingerprint.is_empty() {
+        String::new()
+    } else {
+        format!("fingerprint = \"{fingerprint}\"\n")
+    };
     let text = format!(
         r#"[image]
 name = "{name}"
@@ -214,7 +243,7 @@ release = "41"
 name = "fixture"
 baseurl = "{repo_url}"
 gpgkey = "file://{}"
-
+{pin}
 [packages]
 include = [{packages}]
 
@@ -283,8 +312,9 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
     let port = testkit::serve_dir(dir.join("repos"));
     let url = |r: &str| format!("http://127.0.0.1:{port}/{r}/");
 
-    // Resolve, install, shape, commit.
-    let m = manifest(dir, "fx", &url("signed"), "\"fx-app\"");
+    // Resolve, install, shape, commit (the key pinned by its fingerprint).
+    let fixture_fpr = fingerprint(dir, "fixture");
+    let m = manifest_pinned(dir, "fx", &url("signed"), "\"fx-app\"", &fixture_fpr);
     let progress = Progress::new();
     let work = dir.join("work-ok");
     let c = env(&work, &progress);
@@ -297,6 +327,15 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
         .map(|p| format!("{}={}.{}", p.name, p.version, p.arch))
         .collect();
     assert_eq!(names, ["fx-app=2:0.5-3.noarch", "fx-base=0:1.0-1.noarch"]);
+    assert!(
+        installed
+            .lock
+            .packages
+            .iter()
+            .all(|p| p.origin == "fixture"),
+        "the lock should name the repository: {:?}",
+        installed.lock.packages
+    );
     for p in &installed.lock.packages {
         let file = std::fs::read_dir(dir.join("repos/signed"))
             .unwrap()
@@ -449,6 +488,18 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
         );
         assert!(needles.iter().all(|n| e.contains(n)), "{name}: {e}");
     }
+    // The repository's key pinned to another fingerprint.
+    let rogue = fingerprint(dir, "rogue");
+    let e = install_err(
+        &manifest_pinned(dir, "pinned", &url("signed"), "\"fx-app\"", &rogue),
+        &dir.join("w-pinned"),
+        None,
+    );
+    let want = format!("has fingerprint {fixture_fpr}, not the pinned {rogue}");
+    assert!(
+        e.contains("repository \"fixture\"") && e.contains(&want),
+        "{e}"
+    );
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

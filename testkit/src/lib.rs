@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod apt;
 pub mod fuzz;
 
 /// A port on 127.0.0.1 that nothing listens on right now.

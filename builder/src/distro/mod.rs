@@ -6,6 +6,7 @@
 mod debian;
 mod fedora;
 pub mod lock;
+mod names;
 mod repokey;
 pub mod repos;
 pub mod spec;

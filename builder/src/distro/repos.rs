@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::spec::{is_name, is_url};
+use super::names::{is_name, is_url};
 use crate::model::Scope;
 
 /// A repository as written.

@@ -78,21 +78,7 @@ impl Base {
     }
 }
 
-/// An http://, https:// or file:// URL without spaces.
-pub fn is_url(s: &str) -> bool {
-    ["http://", "https://", "file://"]
-        .iter()
-        .any(|p| s.starts_with(p) && s.len() > p.len() && !s.contains(char::is_whitespace))
-}
-
-/// Lowercase letters, digits, `.`, `_`, `-`, starting with a letter or digit.
-pub fn is_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(f) if f.is_ascii_lowercase() || f.is_ascii_digit())
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-}
+pub use super::names::{is_name, is_url};
 
 /// Check `[base]` (problems go to `p`, the `base` scope); defaults filled.
 /// Key files are relative to `dir`, the manifest's directory.

@@ -265,7 +265,10 @@ fn kernel_arg_owned_by_builder() {
 #[test]
 fn fedora_keys_on_debian_and_vice_versa() {
     let t = good().replace("release = \"bookworm\"", "release = \"bookworm\"\n[[base.repos]]\nname = \"x\"\nbaseurl = \"http://127.0.0.1/\"\ngpgcheck = false");
-    rejects(&t, &["base.repos", "Debian base takes base.mirror"]);
+    rejects(
+        &t,
+        &["base.repos[0].baseurl", "this key is for RPM repositories"],
+    );
     let t = good().replace(
         "distro = \"debian\"",
         "distro = \"fedora\"\nmirror = \"http://x/\"",
@@ -306,6 +309,7 @@ fn shipped_manifests_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for m in [
         "manifests/debian-k8s-host.toml",
+        "manifests/debian-k8s-node.toml",
         "manifests/fedora-k8s-host.toml",
         "qemu-tests/001_k8s_host/host.toml",
     ] {
@@ -487,6 +491,7 @@ fn boot_refuses_an_invalid_firstboot_config() {
     );
 }
 
+mod repos;
 mod updates;
 
 #[test]

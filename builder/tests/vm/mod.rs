@@ -4,6 +4,7 @@
 pub mod chroot;
 pub mod faults;
 pub mod guests;
+pub mod node;
 pub mod report;
 pub mod sbom;
 pub mod scratch;

@@ -42,6 +42,7 @@ pub fn check_report(
         Some(guest) => check_provisioned(r, guest, m, &mut bad),
         None => check_unprovisioned(r, m, &mut bad),
     }
+    super::node::check_boot(r, case.provisioned.is_some(), &mut bad.0);
     bad.0
 }
 
