@@ -57,6 +57,8 @@ pub fn cache_key(m: &Manifest, lock: Option<&Lock>) -> String {
         );
     }
     let mut h = crate::cache::KeyHasher::new();
+    // v2: the saved root is labelled with its SELinux policy, if it has one.
+    h.put("installed-root-v2");
     h.put(format!("{:?}", m.base.distro));
     for p in crate::distro::backend(m.base.distro).key_parts(&m.base) {
         h.put(p);
@@ -119,6 +121,9 @@ pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
         crate::fsutil::empty_dir(&root.join(d))?;
     }
     let repo = objects::open_or_create(&env.object_store())?;
+    // Labelled as the build's commit will be, so that the commit stage
+    // takes the unchanged files by checksum instead of labelling them anew.
+    let sepolicy = objects::sepolicy_of(&root)?;
     let commit = objects::commit_tree(
         &repo,
         &root,
@@ -128,7 +133,7 @@ pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
             subject: "installed root",
             metadata: &[("atomicbuild.install-key", key.as_str())],
             timestamp: 0,
-            sepolicy: None,
+            sepolicy: sepolicy.as_ref(),
         },
     )
     .context("saving the installed root")?;
