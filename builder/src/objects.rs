@@ -126,6 +126,10 @@ pub fn sepolicy_of(root: &Path) -> Result<Option<ostree::SePolicy>> {
     let policy = ostree::SePolicy::new(&gio::File::for_path(root), gio::Cancellable::NONE)
         .with_context(|| format!("loading the SELinux policy that {} names", config.display()))?;
     match policy.name() {
+        Some(_) if !root.join("usr/bin/bwrap").exists() => anyhow::bail!(
+            "the image has an SELinux policy ({}) but no /usr/bin/bwrap: ostree runs semodule through bubblewrap when it deploys an update, so every update would fail to finalize; add \"bubblewrap\" to [packages]",
+            config.display()
+        ),
         Some(n) if !n.is_empty() => Ok(Some(policy)),
         _ => anyhow::bail!(
             "{} names no usable policy (SELINUX={}, SELINUXTYPE={}): install the policy package, or set SELINUX=disabled",
