@@ -82,7 +82,12 @@ pub fn run(env: &Env, m: &Manifest, installed: &Installed) -> Result<Commit> {
         ))
     })?;
     crate::failpoint::hit("commit.written");
-    stage.finish(&checksum[..12]);
+    let labels = selinux.as_ref().map(|n| format!(", SELinux labels: {n}"));
+    stage.finish(&format!(
+        "{}{}",
+        &checksum[..12],
+        labels.unwrap_or_default()
+    ));
     Ok(Commit {
         repo: repo_path,
         ref_: m.ostree.ref_.clone(),

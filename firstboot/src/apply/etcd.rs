@@ -429,3 +429,33 @@ fn rollback(c: &Client, id: u64, l: &Layout, sm: &dyn ServiceManager) -> Result<
     removed?;
     stopped.map_err(|e| anyhow!("learner removed but etcd did not stop: {e:#}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::local_client_urls;
+
+    #[test]
+    fn behind_port_forwarding_this_host_reaches_itself_over_loopback() {
+        let src = r#"version = 1
+[etcd]
+mode = "join"
+name = "h2"
+endpoints = ["https://10.77.0.1:2379"]
+peer_urls = ["https://10.77.0.2:2380"]
+client_urls = ["https://10.77.0.2:2379"]
+listen_peer_urls = ["https://0.0.0.0:2380"]
+listen_client_urls = ["https://0.0.0.0:2379", "https://[::]:2381"]
+ca_file = "/etc/pki/ca.pem"
+cert_file = "/etc/pki/client.pem"
+key_file = "/etc/pki/client.key"
+server_cert_file = "/etc/pki/server.pem"
+server_key_file = "/etc/pki/server.key"
+"#;
+        let e = crate::config::parse(src, "t").unwrap().etcd.unwrap();
+        let local: Vec<String> = local_client_urls(&e)
+            .iter()
+            .map(|u| u.authority())
+            .collect();
+        assert_eq!(local, ["127.0.0.1:2379", "[::1]:2381"]);
+    }
+}
