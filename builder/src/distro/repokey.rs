@@ -6,6 +6,7 @@
 //! each failure names the repository.
 
 use std::fs;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,8 +45,6 @@ pub fn fetch(url: &str) -> Result<Option<Vec<u8>>> {
     }
     Err(anyhow!("{url}: {}", last.expect("tried")))
 }
-
-use std::io::Read as _;
 
 /// Primary-key fingerprints in an OpenPGP key file (armored or binary).
 fn fingerprints(home: &Path, file: &Path) -> Result<Vec<String>> {
@@ -152,10 +151,10 @@ pub fn check_release(r: &AptRepo, keyring: &Path, dir: &Path) -> Result<()> {
     let what = format!("repository \"{}\" ({})", r.name, r.uri);
     let out = if let Some(inrelease) = fetch(&format!("{base}InRelease")).context(what.clone())? {
         let f = dir.join(format!("{}.InRelease", r.name));
-        fs::write(&f, inrelease)?;
-        if !String::from_utf8_lossy(&fs::read(&f)?).contains("-----BEGIN PGP SIGNATURE-----") {
+        if !String::from_utf8_lossy(&inrelease).contains("-----BEGIN PGP SIGNATURE-----") {
             bail!("{what} is not signed: {base}InRelease carries no signature");
         }
+        fs::write(&f, inrelease)?;
         gpgv(&[&f])?
     } else {
         let release = fetch(&format!("{base}Release")).context(what.clone())?;
