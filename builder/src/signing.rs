@@ -115,9 +115,7 @@ impl Signing {
                 })
             }
             Signing::KeyFile(f) => {
-                let tmp = tempfile::Builder::new()
-                    .prefix("atomicbuild-gnupg.")
-                    .tempdir()?;
+                let tmp = crate::fsutil::owned_tempdir(&std::env::temp_dir(), "atomicbuild-gnupg")?;
                 Cmd::new("gpg")
                     .arg("--homedir")
                     .arg(tmp.path())

@@ -86,9 +86,7 @@ pub fn verify(manifest_path: &Path, lock: &Path, output: &Path, json: bool) -> R
     std::env::set_var("SOURCE_DATE_EPOCH", epoch.to_string());
 
     std::fs::create_dir_all("/var/tmp")?;
-    let scratch = tempfile::Builder::new()
-        .prefix("atomicbuild-verify.")
-        .tempdir_in("/var/tmp")?;
+    let scratch = crate::fsutil::owned_tempdir(Path::new("/var/tmp"), "atomicbuild-verify")?;
     let opts = BuildOptions {
         manifest: manifest_path.to_owned(),
         output: scratch.path().join("out"),

@@ -100,9 +100,7 @@ pub fn pinned(
                 anyhow!("repository \"{name}\": its key {u} does not exist (HTTP 404)")
             })?,
     };
-    let home = tempfile::Builder::new()
-        .prefix("atomicbuild-keys.")
-        .tempdir()?;
+    let home = crate::fsutil::owned_tempdir(&std::env::temp_dir(), "atomicbuild-keys")?;
     let fetched = home.path().join("fetched.key");
     fs::write(&fetched, &bytes)?;
     let found = fingerprints(home.path(), &fetched).unwrap_or_default();

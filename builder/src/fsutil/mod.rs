@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+mod scratch;
 mod sparse;
 
 pub use common::atomic::TMP_PREFIX;
+pub use scratch::owned_tempdir;
 pub use sparse::{allocated_bytes, copy_sparse, data_ranges, link_or_copy, sha256_file};
 
 /// Remove leftovers of interrupted runs (`.atomicbuild-tmp.*`) from `dir`.

@@ -4,7 +4,8 @@
 //!   (`ATOMICBUILD_FAILPOINT`, one at least in every stage), always into
 //!   the same output and work directories; after each, whatever is under a
 //!   final name is complete, and the build that finally runs through is
-//!   bit-identical to a reference build made before the kills;
+//!   bit-identical to a reference build made before the kills, and
+//!   nothing the killed builds made in TMPDIR (GnuPG homes) is left;
 //! - a full cache: the cache (a copy of the warm one) on a tmpfs too small
 //!   for the disk image's entry: a clear error naming the cache, nothing
 //!   under a final name; grown, the next build succeeds, identical;
@@ -100,10 +101,14 @@ fn complete(r: &Reference, out: &Path) -> Vec<String> {
 pub fn failpoints(r: &Reference, dir: &Path) -> Vec<String> {
     drop_newest_disk_entry(&atomicbuild::pipeline::default_cache_dir());
     let (out, work) = (dir.join("out"), dir.join("work"));
+    // Their own TMPDIR, to see what the killed builds leave there.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let mut bad = Vec::new();
     for point in atomicbuild::failpoint::POINTS {
         let t = std::time::Instant::now();
         let o = build_cmd(&r.manifest, &out, &work)
+            .env("TMPDIR", &tmp)
             .env("ATOMICBUILD_FAILPOINT", point)
             .output()
             .unwrap();
@@ -133,13 +138,25 @@ pub fn failpoints(r: &Reference, dir: &Path) -> Vec<String> {
             ));
         }
     }
-    let o = build_cmd(&r.manifest, &out, &work).output().unwrap();
+    let o = build_cmd(&r.manifest, &out, &work)
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
     let raw = out.join(format!("{}.raw", r.stem));
     if !o.status.success() || sha(&raw) != r.raw_sha || !complete(r, &out).is_empty() {
         bad.push(format!(
             "the build after the failpoints is not the reference's:\n{}",
             tail(&String::from_utf8_lossy(&o.stderr), 20)
         ));
+    }
+    // The killed builds' GnuPG homes (the signing key imported) are gone.
+    let left: Vec<String> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("atomicbuild-"))
+        .collect();
+    if !left.is_empty() {
+        bad.push(format!("the killed builds left {left:?} in TMPDIR"));
     }
     bad
 }
