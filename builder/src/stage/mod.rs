@@ -14,6 +14,7 @@ pub mod initramfs;
 pub mod install;
 pub mod lint;
 pub mod node;
+pub mod policy_store;
 pub mod sbom;
 pub mod shape;
 

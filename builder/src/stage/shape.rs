@@ -4,7 +4,8 @@
 //! `/etc`); the package database moves into `/usr`; `/var` is emptied and
 //! its skeleton becomes a tmpfiles.d snippet with numeric owners (OSTree
 //! never touches `/var` after the first deploy); the top-level directories
-//! that must be writable become symlinks into `/var`.
+//! that must be writable become symlinks into `/var`; an SELinux module
+//! store moves from `/var` into `/etc` ([`super::policy_store`]).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -64,6 +65,7 @@ pub fn run(env: &Env) -> Result<Shaped> {
         fs::rename(&dpkg, &dst).context("moving the dpkg database into /usr")?;
         writeln!(tmpfiles, "L /var/lib/dpkg - - - - ../../{DPKG_DB}")?;
     }
+    let policies = super::policy_store::into_etc(&root)?;
     let dropped = var_to_tmpfiles(&root, &mut tmpfiles)?;
     toplevel_links(&root, &mut tmpfiles)?;
     usr_local(&root, &mut tmpfiles)?;
@@ -97,8 +99,12 @@ pub fn run(env: &Env) -> Result<Shaped> {
     fsutil::replace_file(&tf, &tmpfiles)?;
     let var_entries = tmpfiles.lines().filter(|l| !l.starts_with('#')).count();
     check_special_files(&root)?;
+    let store = match policies.is_empty() {
+        true => String::new(),
+        false => format!("; SELinux module store of {} in /etc", policies.join(", ")),
+    };
     stage.finish(&format!(
-        "{var_entries} /var entries, {dropped} files dropped from /var"
+        "{var_entries} /var entries, {dropped} files dropped from /var{store}"
     ));
     Ok(Shaped {
         var_entries,

@@ -1,8 +1,8 @@
 //! The test image as a Kubernetes node: a stand-in `kubelet` from a
 //! signed apt repository this test builds and serves on 127.0.0.1
 //! (`[[base.repos]]`, its key pinned by fingerprint), containerd's CRI
-//! configuration, and the SELinux labels a commit carries when the image
-//! installs Debian's reference policy (a variant build, not booted).
+//! configuration, and the SELinux labels its commit carries (the image
+//! installs Debian's reference policy and boots with `security=selinux`).
 //! What the guests report about these is judged in `report`.
 
 use std::path::{Path, PathBuf};
@@ -71,15 +71,6 @@ pub fn check_lock(lock: &atomicbuild::distro::lock::Lock) -> Vec<String> {
     bad
 }
 
-/// The test manifest with Debian's SELinux reference policy installed (and
-/// bubblewrap, which ostree needs to finalize updates of such images).
-pub fn with_policy(t: &str) -> String {
-    t.replace(
-        "\"kubelet\",",
-        "\"kubelet\", \"selinux-policy-default\", \"bubblewrap\",",
-    )
-}
-
 /// `ostree ls -X` of `path` in `commit` of the shared object store.
 fn xattrs(commit: &str, path: &str) -> String {
     let store = atomicbuild::pipeline::default_cache_dir().join("repo");
@@ -112,7 +103,9 @@ pub fn check_labels(commit: &str) -> Vec<String> {
 }
 
 /// The kubelet stays off without its files (no crash loop) and runs once
-/// atomic-firstboot wrote them.
+/// atomic-firstboot wrote them; containerd's effective configuration is
+/// the builder's; SELinux is on with the commit's labels and nothing was
+/// relabelled.
 pub fn check_boot(r: &BootReport, provisioned: bool, bad: &mut Vec<String>) {
     let k = r.fact("kubelet");
     let ok = if provisioned {
@@ -131,4 +124,14 @@ pub fn check_boot(r: &BootReport, provisioned: bool, bad: &mut Vec<String>) {
         };
         bad.push(format!("the kubelet should be {want}: {k}"));
     }
+    let denials = r.fact("selinux-denials");
+    eprintln!(
+        "SELinux ({}): {} AVC denials; by process, permission and types:\n{denials}",
+        if provisioned {
+            "provisioned boot"
+        } else {
+            "plain boot"
+        },
+        denials.lines().next().unwrap_or("?")
+    );
 }
