@@ -8,6 +8,7 @@ pub mod app;
 pub mod budgets;
 pub mod cache;
 pub mod cli;
+pub mod containers;
 pub mod diff;
 pub mod disk;
 pub mod distro;

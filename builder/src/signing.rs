@@ -165,13 +165,57 @@ fn secret_fingerprint(home: &Path, id: Option<&str>) -> Result<String> {
         .args(id)
         .output_string()
         .context("no such secret key")?;
-    let fprs: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("fpr:"))
-        .filter_map(|l| l.split(':').nth(9))
-        .collect();
-    match fprs.first() {
-        Some(f) => Ok(f.to_string()),
+    match primary_fingerprints(&out).into_iter().next() {
+        Some(f) => Ok(f),
         None => bail!("no secret key found"),
+    }
+}
+
+/// The primary keys' fingerprints (upper case) in `gpg --with-colons`
+/// output, in order; subkeys' are skipped.
+pub fn primary_fingerprints(colons: &str) -> Vec<String> {
+    let mut fprs = Vec::new();
+    let mut want = false;
+    for l in colons.lines() {
+        match l.split(':').next() {
+            Some("pub" | "sec") => want = true,
+            Some("sub" | "ssb") => want = false,
+            Some("fpr") if want => {
+                if let Some(f) = l.split(':').nth(9) {
+                    fprs.push(f.to_ascii_uppercase());
+                }
+                want = false;
+            }
+            _ => {}
+        }
+    }
+    fprs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_primary_keys_fingerprints_are_taken() {
+        let colons = "\
+pub:-:255:22:234654DA9A296436:1690000000:::-:::scSC::::::23::0:
+fpr:::::::::de15b14486cd377b9e876e1a234654da9a296436:
+uid:-::::1690000000::ABCD::isv:kubernetes OBS Project::::::::::0:
+sub:-:255:18:1111111111111111:1690000000::::::e::::::23:
+fpr:::::::::00000000000000000000000000001111111111111111:
+sec:u:255:22:2222222222222222:1700000000:::u:::scESC:::+:::23::0:
+fpr:::::::::AAAAAAAAAAAAAAAAAAAAAAAA2222222222222222:
+ssb:u:255:18:3333333333333333:1700000000::::::e:::+:::23:
+fpr:::::::::BBBBBBBBBBBBBBBBBBBBBBBB3333333333333333:
+";
+        assert_eq!(
+            primary_fingerprints(colons),
+            [
+                "DE15B14486CD377B9E876E1A234654DA9A296436",
+                "AAAAAAAAAAAAAAAAAAAAAAAA2222222222222222"
+            ]
+        );
+        assert!(primary_fingerprints("").is_empty());
     }
 }

@@ -3,7 +3,8 @@
 //! copied between them: the one way external programs are run ([`cmd`]),
 //! files written atomically ([`atomic`]), Boot Loader Specification entries
 //! and the `grub.cfg` made from them ([`bls`], [`grub`]), and the check of
-//! an SSH public key ([`sshkey`]), and version comparison ([`version`]).
+//! an SSH public key ([`sshkey`]), version comparison ([`version`]), and
+//! the list of container images preloaded into an image ([`images`]).
 //!
 //! This crate depends on no other crate of the workspace.
 #![deny(missing_docs)]
@@ -13,6 +14,7 @@ pub mod bls;
 pub mod cmd;
 pub mod fleet;
 pub mod grub;
+pub mod images;
 pub mod sshkey;
 pub mod strategy;
 pub mod units;

@@ -40,6 +40,20 @@ pub enum Command {
         #[arg(long)]
         mountpoint: Option<PathBuf>,
     },
+    /// Import the container images preloaded under /usr into containerd
+    /// (namespace k8s.io) unless it has them already; each archive's
+    /// sha256 is checked first. Run on every boot by atomic-images.service.
+    ImportImages {
+        /// The root whose /usr/share/atomicbuild/images to import.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// The ctr binary.
+        #[arg(long, default_value = "ctr")]
+        ctr: String,
+        /// containerd's socket [default: ctr's].
+        #[arg(long)]
+        address: Option<String>,
+    },
     /// Print the CA pin of a certificate: sha256:<hex> of its SubjectPublicKeyInfo.
     CaHash {
         /// PEM or DER certificate.

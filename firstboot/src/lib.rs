@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod growroot;
+pub mod images;
 pub mod providers;
 pub mod yaml;
 
@@ -50,6 +51,11 @@ pub const INSTALL_FILES: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
+        "firstboot/dist/atomic-images.service",
+        "/usr/lib/systemd/system/atomic-images.service",
+        0o644,
+    ),
+    (
         "firstboot/dist/etcd.service.d/10-atomic-firstboot.conf",
         "/usr/lib/systemd/system/etcd.service.d/10-atomic-firstboot.conf",
         0o644,
@@ -57,7 +63,11 @@ pub const INSTALL_FILES: &[(&str, &str, u32)] = &[
 ];
 
 /// The units to enable in images (`systemctl enable`, or a preset).
-pub const UNITS: &[&str] = &["atomic-firstboot.service", "atomic-growroot.service"];
+pub const UNITS: &[&str] = &[
+    "atomic-firstboot.service",
+    "atomic-growroot.service",
+    "atomic-images.service",
+];
 
 /// Print a progress line (stdout; failures go to stderr as one line).
 pub fn log(msg: &str) {
@@ -80,6 +90,20 @@ pub fn run(cli: Cli) -> Result<(), StepError> {
             });
             let said = growroot::grow(&m).in_step("grow-root", "--mountpoint")?;
             println!("atomic-growroot: {said}");
+            Ok(())
+        }
+        Some(Command::ImportImages { root, ctr, address }) => {
+            let ctr = images::Ctr {
+                program: &ctr,
+                address: address.as_deref(),
+            };
+            let done = images::import(&root, &ctr).in_step("import-images", "--root")?;
+            if done.is_empty() {
+                log("no preloaded container images");
+            }
+            for (reference, what) in done {
+                log(&format!("container image {reference}: {what}"));
+            }
             Ok(())
         }
         Some(Command::CaHash { cert }) => {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod apt;
 pub mod fuzz;
+pub mod oci;
 
 /// A port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {

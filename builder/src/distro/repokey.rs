@@ -54,21 +54,7 @@ fn fingerprints(home: &Path, file: &Path) -> Result<Vec<String>> {
         .args(["--batch", "--with-colons", "--show-keys"])
         .arg(file)
         .output_string()?;
-    let mut fprs = Vec::new();
-    let mut want = false;
-    for l in out.lines() {
-        if l.starts_with("pub:") {
-            want = true;
-        } else if l.starts_with("fpr:") && want {
-            if let Some(f) = l.split(':').nth(9) {
-                fprs.push(f.to_ascii_uppercase());
-            }
-            want = false;
-        } else if l.starts_with("sub:") {
-            want = false;
-        }
-    }
-    Ok(fprs)
+    Ok(crate::signing::primary_fingerprints(&out))
 }
 
 /// How a pinned key is written.

@@ -67,6 +67,8 @@ pub struct Manifest {
     pub budgets: crate::budgets::Budgets,
     /// Image lint rules waived, with reasons (`[[lint.waive]]`).
     pub lint_waivers: Vec<crate::lint::Waiver>,
+    /// Container images preloaded under /usr (`[[container_images]]`).
+    pub container_images: Vec<crate::containers::ContainerImage>,
 }
 
 /// Units to enable, disable and mask.
@@ -205,6 +207,22 @@ impl fmt::Display for ManifestError {
             }
         }
         Ok(())
+    }
+}
+
+/// A problem found after validation (e.g. by the build), placed at the
+/// line of `field` (`container_images[1].sha256`) in the manifest `file`.
+pub fn problem_at(file: &Path, field: &str, message: String) -> ManifestError {
+    let pos = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|src| locate::locate(&src, &locate::parse(field)));
+    ManifestError {
+        file: file.to_owned(),
+        problems: vec![Problem {
+            field: field.to_string(),
+            pos,
+            message,
+        }],
     }
 }
 

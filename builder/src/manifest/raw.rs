@@ -11,6 +11,7 @@
 use serde::Deserialize;
 
 use crate::budgets::RawBudgets;
+use crate::containers::RawContainerImage;
 use crate::disk::spec::RawDisk;
 use crate::distro::spec::RawBase;
 use crate::formats::spec::RawOutput;
@@ -48,6 +49,8 @@ pub struct RawManifest {
     pub budgets: RawBudgets,
     #[serde(default)]
     pub lint: RawLint,
+    #[serde(default)]
+    pub container_images: Vec<RawContainerImage>,
 }
 
 /// Where the first-boot agent finds its configuration.

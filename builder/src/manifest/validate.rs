@@ -51,6 +51,8 @@ pub fn check(
     let labels: Vec<String> = outputs.iter().map(|o| o.label()).collect();
     let budgets = budgets::check(r.budgets, &labels, &mut p.scope("budgets"));
     let lint_waivers = crate::lint::check(r.lint, &mut p.scope("lint"));
+    let container_images =
+        crate::containers::check(r.container_images, dir, &mut p.scope("container_images"));
     match (p.is_empty(), base, disk) {
         (true, Some(base), Some(disk)) => Ok(Manifest {
             path: file.to_owned(),
@@ -73,6 +75,7 @@ pub fn check(
             signing,
             budgets,
             lint_waivers,
+            container_images,
         }),
         _ => Err(p),
     }

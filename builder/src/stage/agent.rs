@@ -22,6 +22,7 @@ use crate::updates::{Updates, KEYS_DIR, SETTINGS_FILE};
 pub const UNITS: &[&str] = &[
     "atomic-firstboot.service",
     "atomic-growroot.service",
+    "atomic-images.service",
     "atomic-update.service",
     "atomicbuild-test.service",
 ];
@@ -50,6 +51,11 @@ const FILES: &[(&str, u32, &str)] = &[
         "usr/lib/systemd/system/atomic-growroot.service",
         0o644,
         include_str!("../../../firstboot/dist/atomic-growroot.service"),
+    ),
+    (
+        "usr/lib/systemd/system/atomic-images.service",
+        0o644,
+        include_str!("../../../firstboot/dist/atomic-images.service"),
     ),
     (
         "usr/lib/systemd/system/etcd.service.d/10-atomic-firstboot.conf",

@@ -52,9 +52,21 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
     stage.message("first-boot agent");
     super::agent::install(&root, m.updates.as_ref())?;
     let node = super::node::wire(&root, &m.overlays, &|msg| stage.message(msg))?;
+    let locate = |i: usize, field: &str, msg: String| {
+        let f = format!("container_images[{i}].{field}");
+        anyhow::Error::new(crate::manifest::problem_at(&m.path, &f, msg))
+    };
+    let (preloaded, bytes) =
+        crate::containers::preload(&root, &m.container_images, &locate, &|msg| {
+            stage.message(msg)
+        })?;
     units(m, &root, &node, &|msg| stage.message(msg))?;
     let packages = crate::distro::package_list(&root)?;
-    stage.finish(&format!("{} packages", packages.len()));
+    let images = match preloaded.len() {
+        0 => String::new(),
+        n => format!(", {n} container images ({})", crate::budgets::mib(bytes)),
+    };
+    stage.finish(&format!("{} packages{images}", packages.len()));
     Ok(Customized { packages })
 }
 
