@@ -98,7 +98,11 @@ fn root_with(dir: &Path, text: &[u8], reference: &str, recorded_sha: Option<&str
         reference: reference.into(),
         digest: img.digest.clone(),
     };
-    std::fs::write(dir.join(images::LIST), images::render(std::slice::from_ref(&p))).unwrap();
+    std::fs::write(
+        dir.join(images::LIST),
+        images::render(std::slice::from_ref(&p)),
+    )
+    .unwrap();
     p
 }
 
