@@ -4,7 +4,8 @@
 //! files written atomically ([`atomic`]), Boot Loader Specification entries
 //! and the `grub.cfg` made from them ([`bls`], [`grub`]), and the check of
 //! an SSH public key ([`sshkey`]), version comparison ([`version`]), and
-//! the list of container images preloaded into an image ([`images`]).
+//! the list of container images preloaded into an image ([`images`]) and
+//! containerd's registry settings ([`registries`]).
 //!
 //! This crate depends on no other crate of the workspace.
 #![deny(missing_docs)]
@@ -15,6 +16,7 @@ pub mod cmd;
 pub mod fleet;
 pub mod grub;
 pub mod images;
+pub mod registries;
 pub mod sshkey;
 pub mod strategy;
 pub mod units;

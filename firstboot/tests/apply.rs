@@ -8,7 +8,7 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use common::{run_agent, stderr, Req, Resp, Server};
+use common::{run_agent, run_config as run, stderr, Req, Resp, Server};
 use sha2::{Digest, Sha256};
 
 const BLOB: &[u8] = b"downloaded bytes, long enough to be sent in several chunks\n";
@@ -65,21 +65,6 @@ start = ["containerd.service"]
         k1 = key("ssh-ed25519", 1),
         k2 = key("ssh-ed25519", 2),
     )
-}
-
-fn run(dir: &Path, root: &Path, cfg: &str, extra: &[&str]) -> std::process::Output {
-    let f = dir.join("config.toml");
-    std::fs::write(&f, cfg).unwrap();
-    let mut args = vec![
-        "run",
-        "--config",
-        f.to_str().unwrap(),
-        "--root",
-        root.to_str().unwrap(),
-    ];
-    args.extend(["--service-manager", "direct", "--retry-secs", "5"]);
-    args.extend(extra);
-    run_agent(&args)
 }
 
 fn blob_server() -> Server {

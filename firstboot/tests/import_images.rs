@@ -5,80 +5,12 @@
 //! an archive whose bytes are not the recorded ones is refused and not
 //! imported.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
 
 use common::images::{self, Preloaded};
+use testkit::containerd::Containerd;
 use testkit::oci::{image, Entry};
-
-struct Containerd {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn containerd(dir: &Path) -> Containerd {
-    std::fs::create_dir_all(dir).unwrap();
-    let d = dir.display();
-    let config = format!(
-        "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-         disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-         [grpc]\n  address = \"{d}/c.sock\"\n\
-         [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
-    );
-    std::fs::write(dir.join("config.toml"), config).unwrap();
-    let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-    let child = Command::new("containerd")
-        .arg("--config")
-        .arg(dir.join("config.toml"))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("containerd (scripts/install-deps installs it)");
-    let c = Containerd {
-        child,
-        socket: dir.join("c.sock"),
-    };
-    let t = Instant::now();
-    while !c.socket.exists() || ctr(&c, &["version"]).status.code() != Some(0) {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "containerd did not come up:\n{}",
-            std::fs::read_to_string(dir.join("containerd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    c
-}
-
-fn ctr(c: &Containerd, args: &[&str]) -> Output {
-    Command::new("ctr")
-        .arg("--address")
-        .arg(&c.socket)
-        .args(["--namespace", images::NAMESPACE])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// Image name → digest, as ctr lists them.
-fn listed(c: &Containerd) -> Vec<(String, String)> {
-    String::from_utf8_lossy(&ctr(c, &["images", "ls"]).stdout)
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].to_string(), f[2].to_string())
-        })
-        .collect()
-}
 
 /// A root with one preloaded image whose layer holds `text`; the list
 /// records `recorded_sha` for it when given, else the archive's own.
@@ -123,7 +55,7 @@ fn preloaded_images_are_imported_once_by_reference_and_digest_and_bad_archives_r
         .prefix("atomicbuild-ctrd.")
         .tempdir_in("/var/tmp")
         .unwrap();
-    let c = containerd(&tmp.path().join("ctrd"));
+    let c = Containerd::start(&tmp.path().join("ctrd"), images::NAMESPACE);
 
     let good = tmp.path().join("good");
     let p = root_with(&good, b"hello\n", "10.0.2.2:5000/test/bb:v1", None);
@@ -135,7 +67,7 @@ fn preloaded_images_are_imported_once_by_reference_and_digest_and_bad_archives_r
         said.contains("10.0.2.2:5000/test/bb:v1: imported"),
         "{said}"
     );
-    let l = listed(&c);
+    let l = c.images();
     for name in [p.reference.clone(), p.pinned()] {
         assert!(
             l.contains(&(name.clone(), p.digest.clone())),
@@ -143,7 +75,7 @@ fn preloaded_images_are_imported_once_by_reference_and_digest_and_bad_archives_r
         );
     }
     // Unpacked for the default snapshotter, so that it can run at once.
-    let check = String::from_utf8_lossy(&ctr(&c, &["images", "check"]).stdout).into_owned();
+    let check = String::from_utf8_lossy(&c.ctr(&["images", "check"]).stdout).into_owned();
     assert!(check.contains("complete"), "{check}");
 
     let o = import(&good, &c);
@@ -169,7 +101,7 @@ fn preloaded_images_are_imported_once_by_reference_and_digest_and_bad_archives_r
         "{err}"
     );
     assert!(
-        !listed(&c).iter().any(|(_, d)| *d == q.digest),
+        !c.images().iter().any(|(_, d)| *d == q.digest),
         "the tampered image is in containerd"
     );
 

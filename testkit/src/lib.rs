@@ -2,7 +2,8 @@
 //! certificates made with `openssl` ([`Pki`]), real etcd members with TLS
 //! on 127.0.0.1 ([`EtcdMember`], [`etcd_cluster`]), `etcdctl` with the test
 //! client certificate, free ports, JUnit and SPDX validation, a static
-//! HTTP server for fixtures. Used as a
+//! HTTP server for fixtures, tiny OCI images, a real containerd and a
+//! real registry. Used as a
 //! dev-dependency only.
 
 use std::path::{Path, PathBuf};
@@ -10,8 +11,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod apt;
+pub mod containerd;
 pub mod fuzz;
 pub mod oci;
+pub mod registry;
 
 /// A port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {

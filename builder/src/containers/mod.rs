@@ -6,6 +6,7 @@
 //! import unit reads is [`common::images`]'s.
 
 pub mod oci;
+pub mod registries;
 
 use std::fs::{self, File};
 use std::io::{Read, Write};

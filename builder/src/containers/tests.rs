@@ -140,3 +140,35 @@ fn preloading_checks_the_pin_and_writes_the_list() {
         std::fs::read(&a).unwrap()
     );
 }
+
+#[test]
+fn registry_settings_are_read_with_their_ca_and_written_into_the_root() {
+    let d = tempfile::tempdir().unwrap();
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    std::fs::write(d.path().join("ca.pem"), pem).unwrap();
+    let mut p = Problems::new();
+    let raw = registries::RawRegistry {
+        host: "10.0.2.2:5000".into(),
+        mirrors: vec!["https://mirror.example".into()],
+        ca: Some("ca.pem".into()),
+        insecure: false,
+        username: None,
+        password: None,
+    };
+    let list = registries::check(vec![raw], d.path(), &mut p.scope("registries"));
+    assert!(p.is_empty(), "{:?}", p.into_vec());
+    let root = d.path().join("root");
+    registries::install(&root, &list, &|_| {}).unwrap();
+    let dir = root.join("etc/containerd/certs.d/10.0.2.2:5000");
+    assert_eq!(std::fs::read_to_string(dir.join("ca.crt")).unwrap(), pem);
+    let hosts = std::fs::read_to_string(dir.join("hosts.toml")).unwrap();
+    assert!(
+        hosts.contains("[host.\"https://mirror.example\"]"),
+        "{hosts}"
+    );
+    assert!(
+        hosts.contains("server = \"https://10.0.2.2:5000\""),
+        "{hosts}"
+    );
+    assert!(!hosts.contains("header"), "{hosts}");
+}

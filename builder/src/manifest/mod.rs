@@ -69,6 +69,9 @@ pub struct Manifest {
     pub lint_waivers: Vec<crate::lint::Waiver>,
     /// Container images preloaded under /usr (`[[container_images]]`).
     pub container_images: Vec<crate::containers::ContainerImage>,
+    /// Registry settings written into /etc/containerd/certs.d (`[[registries]]`).
+    #[serde(skip)] // a shared type without serde; the image's files show them
+    pub registries: Vec<common::registries::Registry>,
 }
 
 /// Units to enable, disable and mask.

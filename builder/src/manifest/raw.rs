@@ -11,6 +11,7 @@
 use serde::Deserialize;
 
 use crate::budgets::RawBudgets;
+use crate::containers::registries::RawRegistry;
 use crate::containers::RawContainerImage;
 use crate::disk::spec::RawDisk;
 use crate::distro::spec::RawBase;
@@ -51,6 +52,8 @@ pub struct RawManifest {
     pub lint: RawLint,
     #[serde(default)]
     pub container_images: Vec<RawContainerImage>,
+    #[serde(default)]
+    pub registries: Vec<RawRegistry>,
 }
 
 /// Where the first-boot agent finds its configuration.

@@ -53,6 +53,8 @@ pub fn check(
     let lint_waivers = crate::lint::check(r.lint, &mut p.scope("lint"));
     let container_images =
         crate::containers::check(r.container_images, dir, &mut p.scope("container_images"));
+    let registries =
+        crate::containers::registries::check(r.registries, dir, &mut p.scope("registries"));
     match (p.is_empty(), base, disk) {
         (true, Some(base), Some(disk)) => Ok(Manifest {
             path: file.to_owned(),
@@ -76,6 +78,7 @@ pub fn check(
             budgets,
             lint_waivers,
             container_images,
+            registries,
         }),
         _ => Err(p),
     }

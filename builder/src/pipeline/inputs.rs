@@ -98,6 +98,10 @@ pub fn inputs_key(m: &Manifest, lock: Option<&Lock>, epoch: u64, tools: &str) ->
         h.put(o.to_string_lossy().as_bytes());
         h.put_tree(o, o)?;
     }
+    // Registry CAs are files beside the manifest, read when it was.
+    for r in &m.registries {
+        h.put(r.ca_pem.as_deref().unwrap_or_default());
+    }
     h.put(tools);
     Ok(h.finish())
 }

@@ -60,6 +60,7 @@ pub fn run(env: &Env, m: &Manifest) -> Result<Customized> {
         crate::containers::preload(&root, &m.container_images, &locate, &|msg| {
             stage.message(msg)
         })?;
+    crate::containers::registries::install(&root, &m.registries, &|msg| stage.message(msg))?;
     units(m, &root, &node, &|msg| stage.message(msg))?;
     let packages = crate::distro::package_list(&root)?;
     let images = match preloaded.len() {

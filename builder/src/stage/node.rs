@@ -37,6 +37,41 @@ ConditionPathExists=|/etc/kubernetes/bootstrap-kubelet.conf
 ConditionPathExists=|/etc/kubernetes/kubelet.conf
 ";
 
+/// The container network every container runtime on the host uses (the
+/// CRI plugin, `ctr run --cni`), written when the CNI plugins are
+/// installed and no overlay brings a network of its own.
+pub const CNI_CONFLIST: &str = "etc/cni/net.d/10-atomicbuild-bridge.conflist";
+
+/// Where Debian's containernetworking-plugins are (containerd looks there).
+pub const CNI_PLUGINS: &str = "usr/lib/cni";
+
+/// A bridge (`cni0`, the host its gateway) with addresses from
+/// 10.88.0.0/16 and outgoing traffic masqueraded, and port mappings.
+/// IP address state is kept under /var/lib/cni, the host's writable part.
+pub fn cni_conflist() -> String {
+    r#"{
+  "cniVersion": "1.0.0",
+  "name": "atomicbuild",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.88.0.0/16"}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+"#
+    .to_string()
+}
+
 /// Units Debian's policycoreutils ships that would relabel the whole file
 /// system at boot.
 pub const RELABEL_UNITS: &[&str] = &[
@@ -92,6 +127,17 @@ pub fn wire(root: &Path, overlays: &[PathBuf], say: &dyn Fn(&str)) -> Result<Uni
         std::fs::create_dir_all(root.join("etc/containerd/certs.d"))?;
         fsutil::replace_file(&root.join(CONTAINERD_CONFIG), containerd_config())?;
     }
+    let cni_from_overlay = overlays.iter().any(|o| {
+        o.join("etc/cni/net.d")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some())
+    });
+    if root.join(CNI_PLUGINS).join("bridge").exists() && !cni_from_overlay {
+        say("CNI: bridge network cni0 (10.88.0.0/16)");
+        let p = root.join(CNI_CONFLIST);
+        std::fs::create_dir_all(p.parent().expect("has parent"))?;
+        fsutil::replace_file(&p, cni_conflist())?;
+    }
     if has_unit(root, "kubelet.service") {
         say("kubelet: starts once its bootstrap files exist");
         let p = root.join(KUBELET_DROPIN);
@@ -132,6 +178,7 @@ mod tests {
             "usr/lib/systemd/system/kubelet.service",
             "etc/selinux/config",
             "usr/lib/systemd/system/selinux-autorelabel-mark.service",
+            "usr/lib/cni/bridge",
         ] {
             std::fs::create_dir_all(r.join(f).parent().unwrap()).unwrap();
             std::fs::write(r.join(f), "").unwrap();
@@ -144,5 +191,15 @@ mod tests {
         assert!(std::fs::read_to_string(r.join(CONTAINERD_CONFIG))
             .unwrap()
             .contains("SystemdCgroup = true"));
+        let net: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.join(CNI_CONFLIST)).unwrap()).unwrap();
+        assert_eq!(net["plugins"][0]["type"], "bridge");
+        // An overlay's own network wins.
+        std::fs::remove_file(r.join(CNI_CONFLIST)).unwrap();
+        let ov = d.path().join("ov");
+        std::fs::create_dir_all(ov.join("etc/cni/net.d")).unwrap();
+        std::fs::write(ov.join("etc/cni/net.d/5-mine.conflist"), "{}").unwrap();
+        wire(r, &[ov], &|_| {}).unwrap();
+        assert!(!r.join(CNI_CONFLIST).exists());
     }
 }

@@ -41,6 +41,12 @@ osname = "debian"
     )
 }
 
+/// `host.toml:LINE:COL:` for line `k` of what follows [`good`] (its first
+/// line is `k = 1`).
+pub fn after_good(k: usize, col: usize) -> String {
+    format!("host.toml:{}:{col}:", good().lines().count() + k)
+}
+
 struct Run {
     ok: bool,
     stderr: String,
@@ -491,6 +497,7 @@ fn boot_refuses_an_invalid_firstboot_config() {
     );
 }
 
+mod registries;
 mod repos;
 mod updates;
 

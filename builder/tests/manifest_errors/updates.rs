@@ -1,6 +1,6 @@
 //! `[updates]`, its window and lock, and `[signing]`.
 
-use super::{good, rejects};
+use super::{after_good as at, good, rejects};
 
 #[test]
 fn updates_and_signing_are_checked_with_positions() {
@@ -8,8 +8,6 @@ fn updates_and_signing_are_checked_with_positions() {
         "{}\n[updates]\nurl = \"ftp://example.com/repo\"\nkeys = [\"missing.asc\"]\ntries = 12\nstrategy = \"whenever\"\npoll_interval = \"soon\"\n\n[signing]\nkey_id = \"ABCD1234\"\nkey_file = \"k.asc\"\n",
         good()
     );
-    let lines = good().lines().count();
-    let at = |k: usize, col: usize| format!("host.toml:{}:{col}:", lines + k);
     rejects(
         &t,
         &[

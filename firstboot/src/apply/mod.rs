@@ -1,5 +1,6 @@
 //! Provisioning: a validated [`Config`] applied under a root, as a flat list
-//! of steps — preflight, hostname, users, files, etcd, kubelet, units, stamp.
+//! of steps — preflight, hostname, users, files, registries, etcd, kubelet,
+//! units, stamp.
 //!
 //! Preflight checks everything that can be checked without changing the
 //! host (groups exist, certificates parse and match their keys, the
@@ -74,6 +75,11 @@ fn preflight(cfg: &Config, ctx: &Context) -> Result<Checked, StepError> {
     }
     for (i, f) in cfg.files.iter().enumerate() {
         files::check_parents(&f.path, root).in_step("preflight", format!("files[{i}].path"))?;
+    }
+    for m in cfg.registries.iter().filter_map(|r| r.ca.as_ref()) {
+        if let Some(pem) = load(m, cfg, root)? {
+            crate::tls::parse_certs(&pem).in_step("preflight", &m.field)?;
+        }
     }
     let mut etcd_pki = None;
     if let Some(e) = &cfg.etcd {
@@ -176,6 +182,9 @@ pub fn provision(cfg: &Config, ctx: &Context) -> Result<(), StepError> {
         };
         files::apply(f, root, &ctx.retry).in_step("files", field)?;
     }
+    for (i, r) in cfg.registries.iter().enumerate() {
+        registry(r, root).in_step("registries", format!("registries[{i}]"))?;
+    }
     if let Some(e) = &cfg.etcd {
         let pki = match checked.etcd_pki {
             Some(p) => p,
@@ -219,6 +228,19 @@ pub fn provision(cfg: &Config, ctx: &Context) -> Result<(), StepError> {
     .context("cannot write the stamp")
     .in_step("stamp", STAMP)?;
     Ok(())
+}
+
+/// Write one registry's settings under containerd's `certs.d`: containerd
+/// reads them at each pull, so nothing needs restarting.
+fn registry(r: &crate::config::Registry, root: &Path) -> anyhow::Result<()> {
+    use common::registries::{self, CERTS_DIR};
+    let mut s = r.settings.clone();
+    if let Some(m) = &r.ca {
+        let pem = materials::load_now(m, root)?;
+        crate::tls::parse_certs(&pem)?;
+        s.ca_pem = Some(String::from_utf8(pem).context("the CA is not text")?);
+    }
+    registries::write(&under(root, Path::new(CERTS_DIR)), &s)
 }
 
 /// etcd material that a `[[files]]` download provided: read after the files step.

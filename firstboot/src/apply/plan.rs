@@ -45,6 +45,7 @@ pub fn plan(cfg: &Config) -> Vec<String> {
             f.gid
         ));
     }
+    out.extend(cfg.registries.iter().map(registry_plan));
     if let Some(e) = &cfg.etcd {
         out.extend(etcd_plan(e));
     }
@@ -125,4 +126,24 @@ fn etcd_plan(e: &Etcd) -> Vec<String> {
         }
     }
     out
+}
+
+/// The registries step for one entry.
+fn registry_plan(r: &crate::config::Registry) -> String {
+    let s = &r.settings;
+    let ca = match &r.ca {
+        Some(m) => format!("CA from {}", m.field),
+        None => "the system's CAs".to_string(),
+    };
+    let login = match &s.credentials {
+        Some(_) => "with a login (file root's only)",
+        None => "no login",
+    };
+    format!(
+        "registries: write {}/{}/hosts.toml: {} mirror(s), {}, {ca}, {login}",
+        common::registries::CERTS_DIR,
+        s.host,
+        s.mirrors.len(),
+        if s.insecure { "plain HTTP" } else { "TLS" },
+    )
 }

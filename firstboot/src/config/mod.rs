@@ -53,6 +53,18 @@ pub struct Config {
     pub etcd: Option<Etcd>,
     /// kubelet TLS bootstrap.
     pub kubelet: Option<Kubelet>,
+    /// Container registry settings (`[[registries]]`).
+    pub registries: Vec<Registry>,
+}
+
+/// `[[registries]]`: where containerd pulls from for one registry.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    /// The settings, without the CA (read when applied) and with the
+    /// login (whose `Debug` hides the password).
+    pub settings: common::registries::Registry,
+    /// The CA that signs the registry's and its mirrors' certificates.
+    pub ca: Option<Material>,
 }
 
 /// `[[users]]`

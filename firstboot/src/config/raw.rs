@@ -19,6 +19,23 @@ pub struct RawConfig {
     pub units: Option<RawUnits>,
     pub etcd: Option<RawEtcd>,
     pub kubelet: Option<RawKubelet>,
+    #[serde(default)]
+    pub registries: Vec<RawRegistry>,
+}
+
+/// `[[registries]]`: the CA is inline PEM (`ca`) or a path (`ca_file`).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    pub host: Option<String>,
+    #[serde(default)]
+    pub mirrors: Vec<String>,
+    pub ca: Option<String>,
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub insecure: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 /// `[[users]]`

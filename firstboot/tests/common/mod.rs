@@ -163,6 +163,23 @@ pub fn run_agent(args: &[&str]) -> Output {
     agent().args(args).output().expect("the agent runs")
 }
 
+/// `atomic-firstboot run` with `cfg` (written to `dir/config.toml`) under
+/// `root`, services started directly, retries bounded at 5 s.
+pub fn run_config(dir: &Path, root: &Path, cfg: &str, extra: &[&str]) -> Output {
+    let f = dir.join("config.toml");
+    std::fs::write(&f, cfg).unwrap();
+    let mut args = vec![
+        "run",
+        "--config",
+        f.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+    ];
+    args.extend(["--service-manager", "direct", "--retry-secs", "5"]);
+    args.extend(extra);
+    run_agent(&args)
+}
+
 /// stderr as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

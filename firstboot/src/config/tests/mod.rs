@@ -6,6 +6,7 @@ use base64::Engine;
 use super::*;
 
 mod cluster;
+mod registries;
 
 /// An OpenSSH public key line of type `kind` (valid framing, fake key).
 pub(super) fn ssh_key(kind: &str) -> String {

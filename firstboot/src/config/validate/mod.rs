@@ -10,6 +10,7 @@ use super::{Config, FileEntry, FileSource, Material, MaterialSource, Secret, Uni
 use crate::http::Url;
 
 mod cluster;
+mod registries;
 
 /// The config version this agent reads.
 pub const VERSION: i64 = 1;
@@ -278,6 +279,7 @@ pub fn validate(raw: RawConfig) -> (Option<Config>, Vec<(String, String)>) {
     }
     let etcd = raw.etcd.map(|e| v.etcd(e));
     let kubelet = raw.kubelet.map(|k| v.kubelet(k));
+    let registries = v.registries(raw.registries);
     if matches!(etcd, Some(None)) && v.problems.is_empty() {
         v.bad("etcd", "incomplete");
     }
@@ -297,6 +299,7 @@ pub fn validate(raw: RawConfig) -> (Option<Config>, Vec<(String, String)>) {
         },
         etcd: etcd.flatten(),
         kubelet: kubelet.flatten(),
+        registries,
     };
     (Some(config), v.problems)
 }
