@@ -87,6 +87,13 @@ pub fn run(args: &BootArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(&scratch);
     let status = result?;
     if !status.success() {
+        if accel == Accel::Kvm {
+            // Some hosts' KVM refuses the guest before it runs (QEMU aborts
+            // setting up the vCPU) rather than stopping in internal-error.
+            anyhow::bail!(
+                "QEMU exited with {status} under KVM: this host's KVM could not run the guest (set ATOMICBUILD_ACCEL=tcg)"
+            );
+        }
         anyhow::bail!("QEMU exited with {status}");
     }
     Ok(())
