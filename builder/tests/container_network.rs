@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::containerd::Containerd;
-use testkit::oci::{image, Entry};
+use testkit::oci::busybox;
 
 /// Processes killed when the test ends, however it ends.
 struct Kill(Vec<Child>);
@@ -63,20 +63,6 @@ fn namespace_holder() -> Child {
         std::thread::sleep(Duration::from_millis(20));
     }
     child
-}
-
-fn busybox_image(dir: &Path) -> std::path::PathBuf {
-    let bb = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps)");
-    let links: Vec<String> = ["sh", "echo", "wget", "cat", "ip", "grep", "timeout"]
-        .iter()
-        .map(|a| format!("bin/{a}"))
-        .collect();
-    let mut entries = vec![Entry::File("bin/busybox", &bb, 0o755)];
-    entries.extend(links.iter().map(|l| Entry::Link(l, "busybox")));
-    let img = image(&entries, &["/bin/sh"], "v1");
-    let archive = dir.join("bb.oci.tar");
-    img.write(&archive);
-    archive
 }
 
 #[test]
@@ -134,7 +120,8 @@ fn a_container_on_the_image_s_cni_network_gets_an_address_fetches_and_writes() {
     }
     let c = Containerd::start_under(&t.join("ctrd"), "default", &prefix);
 
-    let archive = busybox_image(t);
+    let archive = t.join("bb.oci.tar");
+    busybox("cni test", "v1").write(&archive);
     let o = c.ctr(&[
         "images",
         "import",

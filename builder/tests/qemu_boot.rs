@@ -10,11 +10,11 @@
 //! the console tail.
 //!
 //! The UEFI guest gets a first-boot config by fw_cfg (see `firstboot_vm`):
-//! it joins an etcd that runs on this machine and gets a hostname, a user
-//! with an SSH key and the kubelet's bootstrap files; etcd is then checked
-//! from this side. The BIOS guest gets no config at all (a plain boot, as
-//! VirtualBox users of the OVA get) on a disk enlarged by 2 GiB before the
-//! boot: it must come up clean, say it has no user data, and grow its root.
+//! it joins an etcd on this machine and gets a hostname, a user with an SSH
+//! key, the kubelet's bootstrap files and a registry's CA and login (see
+//! `vm::containers`); etcd is checked from this side. The BIOS guest gets no
+//! config (a plain boot, as VirtualBox users of the OVA get) on a disk grown
+//! by 2 GiB: it must come up clean, say it has no user data, grow its root.
 //!
 //! Variant builds write their outputs to a tmpfs (another file system than
 //! the cache), one of them into a tmpfs too small for it. One variant is
@@ -481,6 +481,12 @@ fn a_one_mib_size_budget_fails_the_build_and_every_rerun() {
 }
 
 #[test]
+fn a_preloaded_archive_that_is_not_its_pin_fails_the_build_naming_the_entry() {
+    let (img, _t) = (image(), turn());
+    vm::containers::build_with_a_wrong_archive(&img.manifest_path, &img.tmp, &img.work);
+}
+
+#[test]
 fn a_full_output_file_system_fails_clearly_and_leaves_no_temporary_file() {
     let img = image();
     let _t = turn();
@@ -558,6 +564,7 @@ fn boots_uefi_provisioned_and_bios_without_user_data_on_a_grown_disk() {
     drop(chroot_server);
     let server = vm::updates::serve(&updates.repo);
     let mut uefi = firstboot_vm::Guest::new("uefi-joined");
+    let registry = vm::containers::HostRegistry::start(&tmp.join("registry"), &pki, &mut uefi);
     uefi.files.push((
         "/etc/atomic-update/config.d/50-test.toml".into(),
         vm::updates::settings(server.port),
@@ -578,6 +585,7 @@ fn boots_uefi_provisioned_and_bios_without_user_data_on_a_grown_disk() {
         &updates,
     ));
     drop(server);
+    failures.extend(registry.check_served());
     if !failures.is_empty() {
         eprintln!(
             "host-side etcd log tail:\n{}",

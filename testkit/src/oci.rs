@@ -114,3 +114,20 @@ impl Image {
         sha256(&bytes)
     }
 }
+
+/// An image of Debian's static busybox (`/bin/busybox`, from
+/// `busybox-static`) with the applets the tests run linked in `/bin`,
+/// plus `/marker` holding `marker` (so that images differ by digest).
+pub fn busybox(marker: &str, tag: &str) -> Image {
+    let bb = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps)");
+    let links: Vec<String> = ["sh", "echo", "wget", "cat", "ip", "grep", "timeout"]
+        .iter()
+        .map(|a| format!("bin/{a}"))
+        .collect();
+    let mut entries = vec![
+        Entry::File("bin/busybox", &bb, 0o755),
+        Entry::File("marker", marker.as_bytes(), 0o644),
+    ];
+    entries.extend(links.iter().map(|l| Entry::Link(l, "busybox")));
+    image(&entries, &["/bin/sh"], tag)
+}

@@ -63,6 +63,8 @@ pub struct Guest {
     pub peer_port: u16,
     /// More files the agent writes: (path, contents).
     pub files: Vec<(String, String)>,
+    /// More user data, appended (tables such as `[[registries]]`).
+    pub extra: String,
 }
 
 /// The second login user the agent creates, and its key.
@@ -76,6 +78,7 @@ impl Guest {
             client_port: free_port(),
             peer_port: free_port(),
             files: Vec::new(),
+            extra: String::new(),
         }
     }
 
@@ -140,7 +143,8 @@ bootstrap_token = "abcdef.0123456789abcdef"
 ca_cert_hash = "{pin}"
 ca = """
 {ca}"""
-"#,
+{extra}"#,
+            extra = self.extra,
             hostname = self.hostname(),
             name = self.name,
             peer = self.peer_port,

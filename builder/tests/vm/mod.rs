@@ -2,6 +2,7 @@
 //! output directories on other file systems, boots and their reports.
 
 pub mod chroot;
+pub mod containers;
 pub mod faults;
 pub mod guests;
 pub mod node;

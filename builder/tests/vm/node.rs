@@ -28,6 +28,7 @@ pub fn test_manifest(dir: &Path) -> PathBuf {
     let case = super::repo_root().join("qemu-tests/001_k8s_host/host.toml");
     let (secret, public) = crate::keys::key(dir, "release");
     let repo = kubelet_repo(dir);
+    let preloaded = super::containers::preloaded_table(dir);
     super::write_variant(&case, dir, |t| {
         let t = t.replace("\"sudo\",", "\"sudo\", \"kubelet\",");
         assert!(
@@ -35,7 +36,7 @@ pub fn test_manifest(dir: &Path) -> PathBuf {
             "the case's package list changed shape"
         );
         format!(
-            "{t}\n[updates]\nurl = \"http://10.0.2.2:9/unused\"\nkeys = [{:?}]\npoll_interval = \"1h\"\ntries = 1\n\n[signing]\nkey_file = {:?}\n{repo}",
+            "{t}\n[updates]\nurl = \"http://10.0.2.2:9/unused\"\nkeys = [{:?}]\npoll_interval = \"1h\"\ntries = 1\n\n[signing]\nkey_file = {:?}\n{repo}{preloaded}",
             public.display().to_string(),
             secret.display().to_string()
         )

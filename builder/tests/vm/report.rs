@@ -43,6 +43,7 @@ pub fn check_report(
         None => check_unprovisioned(r, m, &mut bad),
     }
     super::node::check_boot(r, case.provisioned.is_some(), &mut bad.0);
+    super::containers::check_boot(r, case.provisioned.is_some(), &mut bad.0);
     bad.0
 }
 
