@@ -36,10 +36,8 @@ pub fn preloaded_table(dir: &Path) -> String {
 /// a web server for the container's fetch.
 pub struct HostRegistry {
     registry: testkit::registry::Registry,
-    /// `10.0.2.2:PORT/test/hello@sha256:…`, as the guest pulls it.
-    pub pinned: String,
+    /// The image's manifest digest.
     digest: String,
-    http_port: u16,
 }
 
 impl HostRegistry {
@@ -97,45 +95,26 @@ impl HostRegistry {
         let www = dir.join("www");
         std::fs::create_dir_all(&www).unwrap();
         std::fs::write(www.join("greeting"), "served-by-the-test-host\n").unwrap();
-        let port = registry.host.rsplit(':').next().unwrap().to_string();
-        let r = HostRegistry {
-            pinned: format!("10.0.2.2:{port}/test/hello@{}", img.digest),
-            digest: img.digest,
-            http_port: testkit::serve_dir(www),
-            registry,
-        };
-        guest.extra = r.user_data(pki);
-        guest.files.push(r.env_file());
-        r
-    }
-
-    /// User data for the provisioned guest: the registry's CA and login.
-    fn user_data(&self, pki: &testkit::Pki) -> String {
-        let host = self.pinned.split('/').next().unwrap();
-        format!(
+        let port = registry.host.rsplit(':').next().unwrap();
+        // The guest reaches this machine's 127.0.0.1 as 10.0.2.2.
+        let host = format!("10.0.2.2:{port}");
+        guest.extra = format!(
             "\n[[registries]]\nhost = \"{host}\"\nca = \"\"\"\n{}\"\"\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n",
             pki.pem("ca.crt")
-        )
-    }
-
-    /// The file (path, contents) that tells the guest's fact what to pull
-    /// and fetch.
-    fn env_file(&self) -> (String, String) {
-        let port = self
-            .pinned
-            .split('/')
-            .next()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap();
-        (
+        );
+        // What the guest's fact pulls and fetches.
+        guest.files.push((
             "/etc/atomicbuild-test/container.env".into(),
             format!(
-                "REF={}\nURL=http://10.0.2.2:{}/greeting\nREGISTRY_PORT={port}\n",
-                self.pinned, self.http_port
+                "REF={host}/test/hello@{}\nURL=http://10.0.2.2:{}/greeting\nREGISTRY_PORT={port}\n",
+                img.digest,
+                testkit::serve_dir(www)
             ),
-        )
+        ));
+        HostRegistry {
+            digest: img.digest,
+            registry,
+        }
     }
 
     /// The registry served the manifest by digest to the logged-in user.
