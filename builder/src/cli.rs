@@ -397,8 +397,8 @@ pub struct ConvertArgs {
     pub image: PathBuf,
 
     /// Output format.
-    #[arg(short, long, value_enum)]
-    pub format: Format,
+    #[arg(short, long, value_enum, required_unless_present = "to")]
+    pub format: Option<Format>,
 
     /// qcow2: cluster compression (zstd or deflate); other formats: an
     /// outer xz or zstd stream.
@@ -420,8 +420,25 @@ pub struct ConvertArgs {
     pub seed: Option<String>,
 
     /// The file to write (appears only when complete).
-    #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present = "to",
+        conflicts_with = "to"
+    )]
+    pub output: Option<PathBuf>,
+
+    /// Write several outputs in one pass, as a build does: FORMAT or
+    /// FORMAT+COMPRESSION, '=', the file (e.g. --to qcow2+zstd=a.qcow2
+    /// --to vdi+xz=a.vdi.xz --to ova=a.ova). Repeatable; --level applies to
+    /// each.
+    #[arg(
+        long,
+        value_name = "FORMAT[+COMPRESSION]=FILE",
+        conflicts_with = "format"
+    )]
+    pub to: Vec<String>,
 }
 
 /// Options of `boot`.

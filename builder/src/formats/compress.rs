@@ -149,7 +149,9 @@ pub fn compress_file(
                     .context("creating xz encoder")?;
                 let mut enc = xz2::write::XzEncoder::new_stream(&mut *f, stream);
                 pump(&mut input, &mut enc).with_context(ctx)?;
-                enc.finish().with_context(ctx)?;
+                enc.try_finish().with_context(ctx)?;
+                // liblzma's workers idle until the encoder is dropped.
+                super::cpu::charge_foreign_threads();
             }
             OuterCompression::Zstd => {
                 let level = level.unwrap_or(3);
@@ -162,7 +164,9 @@ pub fn compress_file(
                     .context("enabling zstd threads")?;
                 enc.include_checksum(true).context("zstd checksum")?;
                 pump(&mut input, &mut enc).with_context(ctx)?;
-                enc.finish().with_context(ctx)?;
+                enc.do_finish().with_context(ctx)?;
+                // libzstd's workers idle until the encoder is dropped.
+                super::cpu::charge_foreign_threads();
             }
         }
         Ok(())

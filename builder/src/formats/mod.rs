@@ -17,8 +17,10 @@
 //! [`WriteOptions::timestamp`].
 
 mod compress;
+mod cpu;
 mod output;
 mod ova;
+mod pass;
 mod qcow2;
 mod sparse;
 pub mod spec;
@@ -35,7 +37,8 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 pub use compress::{compress_file, OuterCompression};
-pub use output::{write_options, write_output, Identity};
+pub use output::{write_options, write_output, write_outputs, Identity};
+pub use pass::Timing;
 pub use sparse::content_seed;
 pub use spec::Output;
 pub use table::{Compression, Format, FormatInfo, FORMATS};
@@ -156,8 +159,21 @@ pub fn write_image_with_progress(
         Some(s) => s,
         None => content_seed(raw)?,
     };
+    write_from(&input, seed, format, opts, dest, progress)
+}
+
+/// [`write_image_with_progress`] from an open (possibly fed) image whose
+/// identifier seed is known.
+fn write_from(
+    input: &sparse::RawImage,
+    seed: [u8; 32],
+    format: DiskFormat,
+    opts: &WriteOptions,
+    dest: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
     let ctx = Ctx {
-        input: &input,
+        input,
         opts,
         seed,
         threads: thread_count(opts.threads),

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::pass::{Job, Timing};
 use super::{
-    compress_file, spec::Output, write_image_with_progress, Compression, Format, OuterCompression,
-    OvaOptions, Qcow2Compression, WriteOptions,
+    spec::Output, Compression, Format, OuterCompression, OvaOptions, Qcow2Compression, WriteOptions,
 };
 
 /// Where the identity of written files comes from.
@@ -53,41 +53,36 @@ pub fn write_output(
     id: &Identity,
     dest: &Path,
     say: &mut dyn FnMut(&str),
-) -> Result<()> {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .context("the destination has no file name")?;
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let opts = write_options(o, id);
-    let writer = o.format.info().disk;
-    let outer = match o.format.outer(o.compression) {
-        Compression::Xz => OuterCompression::Xz,
-        Compression::Zstd => OuterCompression::Zstd,
-        _ => OuterCompression::None,
-    };
-    let mut report = |done: u64, total: u64| say(&format!("{}%", done * 100 / total.max(1)));
-    if outer == OuterCompression::None {
-        return write_image_with_progress(raw, writer, &opts, dest, &mut report)
-            .with_context(|| format!("writing {name}"));
-    }
-    // The inner file keeps its final name (VMDK descriptors name their own
-    // file) in a scratch directory that the next run removes if this one
-    // is killed.
-    let inner_name = name.trim_end_matches(".xz").trim_end_matches(".zst");
-    let scratch = dir.join(format!("{}{inner_name}.d", common::atomic::TMP_PREFIX));
-    std::fs::create_dir_all(&scratch)?;
-    let inner = scratch.join(inner_name);
-    let r = write_image_with_progress(raw, writer, &opts, &inner, &mut report)
-        .with_context(|| format!("writing {inner_name}"))
-        .and_then(|()| {
-            say("compressing");
-            compress_file(&inner, outer, o.level, id.threads, dest)
-                .with_context(|| format!("compressing {name}"))
+) -> Result<Timing> {
+    let t = write_outputs(raw, &[(o, dest.to_owned())], id, say)?;
+    t.into_iter().next().context("internal error: no timing")
+}
+
+/// Write `raw` as every output `(o, dest)` in one pass (see
+/// [`super::pass`]); `say` gets a one-line summary about four times a
+/// second. Returns what each output took, in order.
+pub fn write_outputs(
+    raw: &Path,
+    outputs: &[(&Output, PathBuf)],
+    id: &Identity,
+    say: &mut dyn FnMut(&str),
+) -> Result<Vec<Timing>> {
+    let mut jobs = Vec::new();
+    for (o, dest) in outputs {
+        dest.file_name()
+            .with_context(|| format!("{}: the destination has no file name", dest.display()))?;
+        jobs.push(Job {
+            label: o.label(),
+            format: o.format.info().disk,
+            opts: write_options(o, id),
+            outer: match o.format.outer(o.compression) {
+                Compression::Xz => OuterCompression::Xz,
+                Compression::Zstd => OuterCompression::Zstd,
+                _ => OuterCompression::None,
+            },
+            outer_level: o.level,
+            dest: dest.clone(),
         });
-    crate::fsutil::remove_tree(&scratch)?;
-    r
+    }
+    super::pass::run(raw, &jobs, say)
 }

@@ -218,18 +218,30 @@ fn sha256_hex(r: &mut impl Read) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// The names of the archive's members.
+struct Members {
+    stem: String,
+    ovf: String,
+    vmdk: String,
+    mf: String,
+}
+
+fn members(o: &OvaOptions) -> Members {
+    let stem = file_stem(&o.name);
+    Members {
+        ovf: format!("{stem}.ovf"),
+        vmdk: format!("{stem}-disk1.vmdk"),
+        mf: format!("{stem}.mf"),
+        stem,
+    }
+}
+
 /// Writes the OVA for `ctx.input` to `dest`.
 pub(super) fn write(ctx: &Ctx, dest: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
-    let o = &ctx.opts.ova;
-    let stem = file_stem(&o.name);
-    let (ovf_name, vmdk_name, mf_name) = (
-        format!("{stem}.ovf"),
-        format!("{stem}-disk1.vmdk"),
-        format!("{stem}.mf"),
-    );
+    let names = members(&ctx.opts.ova);
     // The disk goes to a scratch file first: its size and digest must be
     // known before the descriptor and the tar header are written.
-    let scratch = Scratch(common::atomic::tmp_name(&dest.with_file_name(&vmdk_name)));
+    let scratch = Scratch(common::atomic::tmp_name(&dest.with_file_name(&names.vmdk)));
     let mut vf = File::options()
         .read(true)
         .write(true)
@@ -237,32 +249,67 @@ pub(super) fn write(ctx: &Ctx, dest: &Path, progress: &mut dyn FnMut(u64, u64)) 
         .truncate(true)
         .open(&scratch.0)
         .with_context(|| format!("creating {}", scratch.0.display()))?;
-    vmdk::write_stream(ctx, &vmdk_name, &mut vf, progress)?;
+    vmdk::write_stream(ctx, &names.vmdk, &mut vf, progress)?;
     let vmdk_size = vf.metadata()?.len();
-    let mut vf =
-        File::open(&scratch.0).with_context(|| format!("opening {}", scratch.0.display()))?;
-    let vmdk_sha = sha256_hex(&mut vf)?;
+    let open = || -> Result<Box<dyn Read>> {
+        let f =
+            File::open(&scratch.0).with_context(|| format!("opening {}", scratch.0.display()))?;
+        Ok(Box::new(f))
+    };
+    pack(ctx, &names, vmdk_size, &open, dest)
+}
 
-    let descriptor = ovf(o, &stem, &vmdk_name, vmdk_size, ctx.input.size);
+/// Writes the OVA for `ctx.input` to `dest` with the disk of `vmdk`, a
+/// streamOptimized VMDK written from the same image with the same options:
+/// its grains are taken as they are (not compressed again) and only its
+/// embedded descriptor, which names the file, is rewritten. The result is
+/// the same bytes as [`write`].
+pub(super) fn write_reusing(ctx: &Ctx, vmdk_path: &Path, dest: &Path) -> Result<()> {
+    let names = members(&ctx.opts.ova);
+    let size = fs::metadata(vmdk_path)
+        .with_context(|| format!("reading {}", vmdk_path.display()))?
+        .len();
+    let open = || vmdk::renamed_stream(ctx, vmdk_path, &names.vmdk);
+    pack(ctx, &names, size, &open, dest)
+}
+
+/// Writes the archive: descriptor, the disk that `open` reads (`vmdk_size`
+/// bytes; it is read twice, for its digest and into the archive), manifest.
+fn pack(
+    ctx: &Ctx,
+    names: &Members,
+    vmdk_size: u64,
+    open: &dyn Fn() -> Result<Box<dyn Read>>,
+    dest: &Path,
+) -> Result<()> {
+    let vmdk_sha = sha256_hex(&mut open()?)?;
+    let descriptor = ovf(
+        &ctx.opts.ova,
+        &names.stem,
+        &names.vmdk,
+        vmdk_size,
+        ctx.input.size,
+    );
     let manifest = format!(
-        "SHA256({ovf_name})= {}\nSHA256({vmdk_name})= {vmdk_sha}\n",
-        hex::encode(Sha256::digest(descriptor.as_bytes()))
+        "SHA256({})= {}\nSHA256({})= {vmdk_sha}\n",
+        names.ovf,
+        hex::encode(Sha256::digest(descriptor.as_bytes())),
+        names.vmdk,
     );
     let mtime = ctx.opts.timestamp;
     write_atomic(dest, |f| {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
         tar_member(
             &mut w,
-            &ovf_name,
+            &names.ovf,
             descriptor.len() as u64,
             mtime,
             &mut descriptor.as_bytes(),
         )?;
-        let mut vf = File::open(&scratch.0)?;
-        tar_member(&mut w, &vmdk_name, vmdk_size, mtime, &mut vf)?;
+        tar_member(&mut w, &names.vmdk, vmdk_size, mtime, &mut open()?)?;
         tar_member(
             &mut w,
-            &mf_name,
+            &names.mf,
             manifest.len() as u64,
             mtime,
             &mut manifest.as_bytes(),

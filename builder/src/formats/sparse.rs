@@ -8,12 +8,28 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::{Ctx, Out};
+
+/// The unit the one-pass reader reads and hands to every writer: every
+/// writer's block size divides it.
+pub(super) const CHUNK: usize = 2 << 20;
+
+/// What the one-pass reader sends each writer.
+pub(super) enum Feed {
+    /// Chunk `.0` (in [`CHUNK`] units) of the image, zero-filled past its
+    /// end. Chunks that read as all zeros are not sent.
+    Data(u64, Arc<Vec<u8>>),
+    /// Every chunk has been sent.
+    End,
+    /// The reader stopped: the reason.
+    Failed(String),
+}
 
 /// An open raw image whose size is a multiple of 512 bytes.
 pub(super) struct RawImage {
@@ -21,6 +37,8 @@ pub(super) struct RawImage {
     path: PathBuf,
     /// Size in bytes.
     pub size: u64,
+    /// Where blocks come from instead of the file, in a one-pass write.
+    feed: Mutex<Option<Receiver<Feed>>>,
 }
 
 impl RawImage {
@@ -40,6 +58,18 @@ impl RawImage {
             file,
             path: path.to_owned(),
             size,
+            feed: Mutex::new(None),
+        })
+    }
+
+    /// The same image, whose [`blocks`](Self::blocks) come from `feed`
+    /// (once) instead of from the file.
+    pub fn fed(&self, feed: Receiver<Feed>) -> Result<RawImage> {
+        Ok(RawImage {
+            file: self.file.try_clone().context("duplicating a file handle")?,
+            path: self.path.clone(),
+            size: self.size,
+            feed: Mutex::new(Some(feed)),
         })
     }
 
@@ -51,7 +81,7 @@ impl RawImage {
     }
 
     /// Indices of `block`-sized blocks that overlap data, as merged ranges.
-    fn block_ranges(&self, block: u64) -> Result<Vec<(u64, u64)>> {
+    pub fn block_ranges(&self, block: u64) -> Result<Vec<(u64, u64)>> {
         let mut out: Vec<(u64, u64)> = Vec::new();
         for (s, e) in self.data_extents()? {
             let (a, b) = (s / block, e.div_ceil(block));
@@ -77,13 +107,28 @@ impl RawImage {
 
     /// Every non-zero `block`-sized block in order, as (index, bytes).
     pub fn blocks(&self, block: usize) -> Result<Blocks<'_>> {
-        let mut ranges = self.block_ranges(block as u64)?;
-        ranges.reverse();
-        Ok(Blocks {
-            img: self,
-            block,
-            ranges,
-        })
+        let feed = self
+            .feed
+            .lock()
+            .map_err(|_| anyhow!("internal error: poisoned image feed"))?
+            .take();
+        let src = match feed {
+            Some(rx) => {
+                if !CHUNK.is_multiple_of(block) {
+                    bail!("internal error: block size {block} does not divide the chunk size");
+                }
+                Src::Feed {
+                    rx: Some(rx),
+                    cur: None,
+                }
+            }
+            None => {
+                let mut ranges = self.block_ranges(block as u64)?;
+                ranges.reverse();
+                Src::File { img: self, ranges }
+            }
+        };
+        Ok(Blocks { block, src })
     }
 
     /// Number of `block`-sized blocks covering the image.
@@ -94,30 +139,73 @@ impl RawImage {
 
 /// Iterator over non-zero blocks, see [`RawImage::blocks`].
 pub(super) struct Blocks<'a> {
-    img: &'a RawImage,
     block: usize,
-    /// Remaining index ranges, last range first.
-    ranges: Vec<(u64, u64)>,
+    src: Src<'a>,
+}
+
+enum Src<'a> {
+    File {
+        img: &'a RawImage,
+        /// Remaining index ranges, last range first.
+        ranges: Vec<(u64, u64)>,
+    },
+    Feed {
+        /// `None` once the reader's end was seen.
+        rx: Option<Receiver<Feed>>,
+        /// The chunk being split: index, bytes, offset of the next block.
+        cur: Option<(u64, Arc<Vec<u8>>, usize)>,
+    },
 }
 
 impl Iterator for Blocks<'_> {
     type Item = Result<(u64, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut buf = vec![0u8; self.block];
-        loop {
-            let r = self.ranges.last_mut()?;
-            let idx = r.0;
-            r.0 += 1;
-            if r.0 >= r.1 {
-                self.ranges.pop();
+        let block = self.block;
+        match &mut self.src {
+            Src::File { img, ranges } => {
+                let mut buf = vec![0u8; block];
+                loop {
+                    let r = ranges.last_mut()?;
+                    let idx = r.0;
+                    r.0 += 1;
+                    if r.0 >= r.1 {
+                        ranges.pop();
+                    }
+                    if let Err(e) = img.read_block(idx, &mut buf) {
+                        return Some(Err(e));
+                    }
+                    if !is_zero(&buf) {
+                        return Some(Ok((idx, buf)));
+                    }
+                }
             }
-            if let Err(e) = self.img.read_block(idx, &mut buf) {
-                return Some(Err(e));
-            }
-            if !is_zero(&buf) {
-                return Some(Ok((idx, buf)));
-            }
+            Src::Feed { rx, cur } => loop {
+                let (chunk, data, at) = match cur {
+                    Some(c) if c.2 < c.1.len() => c,
+                    _ => match rx.as_ref()?.recv() {
+                        Ok(Feed::Data(i, d)) => cur.insert((i, d, 0)),
+                        Ok(Feed::End) => {
+                            *rx = None;
+                            return None;
+                        }
+                        Ok(Feed::Failed(why)) => {
+                            *rx = None;
+                            return Some(Err(anyhow!(why)));
+                        }
+                        Err(_) => {
+                            *rx = None;
+                            return Some(Err(anyhow!("the image reader stopped")));
+                        }
+                    },
+                };
+                let b = &data[*at..*at + block];
+                let idx = *chunk * (CHUNK / block) as u64 + (*at / block) as u64;
+                *at += block;
+                if !is_zero(b) {
+                    return Some(Ok((idx, b.to_vec())));
+                }
+            },
         }
     }
 }
@@ -176,10 +264,14 @@ where
     let job_rx = Mutex::new(job_rx);
     // None reports a worker that panicked.
     let (res_tx, res_rx) = mpsc::channel::<(u64, Option<R>)>();
+    // Workers charge their CPU time to the caller's output.
+    let account = super::cpu::current();
     std::thread::scope(|scope| -> Result<()> {
         for _ in 0..threads {
             let (job_rx, res_tx, state, work) = (&job_rx, res_tx.clone(), &state, &work);
+            let account = account.clone();
             scope.spawn(move || {
+                let _charge = super::cpu::enter(account);
                 let mut st = state();
                 loop {
                     let job = match job_rx.lock() {

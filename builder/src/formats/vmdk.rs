@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
@@ -204,6 +205,38 @@ pub(super) fn write_stream(
     out.finish()?;
     progress(size, size);
     Ok(())
+}
+
+/// Reads the streamOptimized VMDK at `path` (written by [`write_stream`]
+/// for `ctx.input` under another name) with its embedded descriptor naming
+/// `name` instead: the bytes [`write_stream`] writes for `name`.
+pub(super) fn renamed_stream(ctx: &Ctx, path: &Path, name: &str) -> Result<Box<dyn std::io::Read>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut head = vec![0u8; SECTOR as usize];
+    f.read_exact(&mut head)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let capacity = ctx.input.size / SECTOR;
+    let expected = Header {
+        version: 3,
+        flags: FLAG_NL_DETECT | FLAG_COMPRESSED | FLAG_MARKERS,
+        capacity,
+        rgd_offset: 0,
+        gd_offset: GD_AT_END,
+        overhead: GRAIN_SECTORS,
+        compressed: true,
+    };
+    if head != expected.bytes() {
+        bail!(
+            "{} is not a streamOptimized VMDK of this image",
+            path.display()
+        );
+    }
+    let desc = descriptor(cid(ctx), "streamOptimized", capacity, name)?;
+    f.seek(SeekFrom::Start((DESC_OFFSET + DESC_SECTORS) * SECTOR))?;
+    Ok(Box::new(
+        std::io::Cursor::new(head).chain(std::io::Cursor::new(desc).chain(f)),
+    ))
 }
 
 /// monolithicSparse VMDK; `name` is the file name the descriptor refers to.

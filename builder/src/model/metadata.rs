@@ -40,6 +40,9 @@ pub struct Metadata {
     pub artifacts: Vec<Artifact>,
     /// Stage durations in order.
     pub stages: Vec<StageTime>,
+    /// What writing each `[[output]]` took (written in one pass, at once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_times: Vec<OutputTime>,
     /// What `--upload` made of the outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploads: Option<Vec<UploadRecord>>,
@@ -135,6 +138,18 @@ pub struct Artifact {
     pub allocated: u64,
     /// sha256 of the contents.
     pub sha256: String,
+}
+
+/// What writing one output took in the formats stage.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct OutputTime {
+    /// File name inside the output directory.
+    pub file: String,
+    /// Seconds from the start of the stage until the file was complete.
+    pub wall_seconds: f64,
+    /// CPU seconds of every thread that worked for it (compression
+    /// workers included).
+    pub cpu_seconds: f64,
 }
 
 /// How long one stage took.

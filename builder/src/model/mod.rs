@@ -12,8 +12,8 @@ mod size;
 
 pub use layout::{Layout, Part};
 pub use metadata::{
-    Artifact, BootTime, KernelInfo, ManifestRef, Metadata, OstreeInfo, Package, Privileged,
-    StageTime, UploadRecord, Waived,
+    Artifact, BootTime, KernelInfo, ManifestRef, Metadata, OstreeInfo, OutputTime, Package,
+    Privileged, StageTime, UploadRecord, Waived,
 };
 pub use problems::{Problems, Scope};
 pub use size::{parse_size, Size};

@@ -125,7 +125,7 @@ fn build_outputs(o: &BuildOptions) -> Result<Built> {
         stage::formats::run(env, &m, &raw.path, &o.output)
     })?;
     let outputs: Vec<(String, String)> = std::iter::once(&raw.artifact)
-        .chain(&formats.0)
+        .chain(&formats.artifacts)
         .map(|a| (a.file.clone(), a.sha256.clone()))
         .collect();
     let sbom = stage::sbom::next_to_outputs(env, &m, &custom, &bill, &o.output, &outputs)?;

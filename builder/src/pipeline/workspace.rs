@@ -162,7 +162,7 @@ pub fn metadata(
     t: Timings,
 ) -> Metadata {
     let mut artifacts = vec![raw.artifact.clone()];
-    artifacts.extend(formats.0);
+    artifacts.extend(formats.artifacts);
     Metadata {
         name: m.name.clone(),
         version: m.version.clone(),
@@ -188,6 +188,7 @@ pub fn metadata(
         disk: disk.layout.clone(),
         artifacts,
         stages: t.0,
+        output_times: formats.times,
         uploads: None,
         boot_times: Vec::new(),
         sbom: String::new(),
