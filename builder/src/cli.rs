@@ -197,6 +197,12 @@ pub struct TestArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 2048)]
     pub memory: u32,
+    /// The guests' disk controller.
+    #[arg(long, value_enum, default_value = "virtio")]
+    pub disk_bus: crate::qemu::DiskBus,
+    /// The guests' network card model.
+    #[arg(long, value_enum, default_value = "virtio")]
+    pub nic: crate::qemu::Nic,
     /// The build cache [default: $XDG_CACHE_HOME/atomicbuild].
     #[arg(long, value_name = "DIR", env = "ATOMICBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -477,6 +483,15 @@ pub struct BootArgs {
     /// reach its SSH server with `ssh -p 2222 core@127.0.0.1`. Repeatable.
     #[arg(long, value_name = "HOST:GUEST", value_parser = parse_forward)]
     pub forward: Vec<(u16, u16)>,
+
+    /// The disk controller (as different clouds and hypervisors present
+    /// the disk).
+    #[arg(long, value_enum, default_value = "virtio")]
+    pub disk_bus: crate::qemu::DiskBus,
+
+    /// The network card model.
+    #[arg(long, value_enum, default_value = "virtio")]
+    pub nic: crate::qemu::Nic,
 }
 
 fn parse_forward(s: &str) -> Result<(u16, u16), String> {

@@ -15,6 +15,7 @@ pub mod distro;
 pub mod failpoint;
 pub mod formats;
 pub mod fsutil;
+pub mod kmods;
 pub mod lint;
 pub mod manifest;
 pub mod model;

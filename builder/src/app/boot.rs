@@ -63,6 +63,10 @@ pub fn run(args: &BootArgs) -> Result<()> {
         serial: Serial::Stdio,
         scratch: scratch.clone(),
         forward: args.forward.clone(),
+        devices: crate::qemu::Devices {
+            disk: args.disk_bus,
+            nic: args.nic,
+        },
         extra,
     };
     let accel = accel()?;

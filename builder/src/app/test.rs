@@ -99,6 +99,10 @@ fn run_one(a: &TestArgs, case: &Case, t: &Target, firmware: Firmware) -> Result<
             budgets: &t.budgets,
             memory: a.memory,
             label,
+            devices: crate::qemu::Devices {
+                disk: a.disk_bus,
+                nic: a.nic,
+            },
         },
         Vec::new,
     );

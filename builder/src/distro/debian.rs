@@ -12,7 +12,7 @@ use super::lock::Lock;
 use super::repokey::Form;
 use super::spec::Base;
 use super::{Backend, Install};
-use crate::model::Package;
+use crate::model::{Package, Saving};
 use crate::progress::StageProgress;
 use common::cmd::Cmd;
 
@@ -92,6 +92,7 @@ impl Backend for Debian {
                 "--skip=cleanup/apt/lists",
                 "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
             ])
+            .args(super::leave_out::mmdebstrap_args(req.lean))
             .arg(format!("--components={}", base.components.join(",")))
             .arg(format!("--include={}", includes.join(",")))
             .arg(format!(
@@ -136,6 +137,14 @@ impl Backend for Debian {
             crate::fsutil::empty_dir(&root.join(d))?;
         }
         Ok(installed_lock)
+    }
+
+    fn left_out(&self, req: &Install, lock: &Lock) -> Result<Vec<Saving>> {
+        let debs = req
+            .downloads
+            .join("debs")
+            .join(format!("debian-{}", req.base.release));
+        super::leave_out::debian_savings(&debs, lock, req.lean)
     }
 
     fn package_list(&self, root: &Path) -> Result<Vec<Package>> {

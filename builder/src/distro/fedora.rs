@@ -47,7 +47,7 @@ struct DnfEnv {
 }
 
 impl DnfEnv {
-    fn new(base: &Base, workdir: &Path) -> Result<DnfEnv> {
+    fn new(base: &Base, lean: &crate::model::Lean, workdir: &Path) -> Result<DnfEnv> {
         let dir = workdir.join("dnf");
         fs::create_dir_all(dir.join("home"))?;
         let env = DnfEnv {
@@ -56,7 +56,10 @@ impl DnfEnv {
             state: dir.join("state"),
             keys: dir.join("keys"),
         };
-        fs::write(env.home.join(".rpmmacros"), format!("%_dbpath /{RPMDB}\n"))?;
+        fs::write(
+            env.home.join(".rpmmacros"),
+            format!("%_dbpath /{RPMDB}\n{}", super::leave_out::rpm_macros(lean)),
+        )?;
         let mut pinned = BTreeMap::new();
         for r in &base.repos {
             if let (Some(fpr), Some(k)) = (&r.fingerprint, &r.gpgkey) {
@@ -66,7 +69,7 @@ impl DnfEnv {
                 pinned.insert(r.name.clone(), format!("file://{}", key.display()));
             }
         }
-        fs::write(&env.conf, dnf_conf(base, &pinned))?;
+        fs::write(&env.conf, dnf_conf(base, &pinned, lean))?;
         Ok(env)
     }
 
@@ -79,12 +82,15 @@ impl DnfEnv {
 
 /// dnf's configuration: only the manifest's repositories, strict, bounded
 /// (`pinned`: repository → the checked local copy of its key).
-fn dnf_conf(base: &Base, pinned: &BTreeMap<String, String>) -> String {
+fn dnf_conf(base: &Base, pinned: &BTreeMap<String, String>, lean: &crate::model::Lean) -> String {
     let mut s = String::from(
         "# Written by atomicbuild.\n[main]\nreposdir=/nonexistent\ngpgcheck=1\nlocalpkg_gpgcheck=1\n\
          install_weak_deps=0\nplugins=0\nstrict=1\nbest=1\nskip_if_unavailable=0\n\
          timeout=15\nretries=3\nminrate=1000\nkeepcache=0\n",
     );
+    if !lean.docs {
+        s.push_str("tsflags=nodocs\n");
+    }
     for r in &base.repos {
         s.push_str(&format!("\n[{}]\nname={}\n", r.name, r.name));
         if let Some(u) = &r.baseurl {
@@ -358,7 +364,7 @@ impl Backend for Fedora {
 
     fn install(&self, req: &Install, stage: &StageProgress) -> Result<Lock> {
         let (base, root) = (req.base, req.root);
-        let env = DnfEnv::new(base, req.scratch)?;
+        let env = DnfEnv::new(base, req.lean, req.scratch)?;
         let rpms = req
             .downloads
             .join("rpms")
@@ -407,6 +413,16 @@ impl Backend for Fedora {
             .check_installed(&installed)
             .context("dnf installed a different set than it resolved")?;
         Ok(new_lock)
+    }
+
+    fn left_out(&self, req: &Install, _lock: &Lock) -> Result<Vec<crate::model::Saving>> {
+        let out = Cmd::new("rpm")
+            .arg(format!("--root={}", req.root.display()))
+            .arg(format!("--dbpath=/{RPMDB}"))
+            .args(["-qa", "--qf", super::leave_out::RPM_FILES_QUERY])
+            .output_string()
+            .context("listing the files rpm left out")?;
+        Ok(super::leave_out::rpm_savings(&out, req.lean))
     }
 
     fn package_list(&self, root: &Path) -> Result<Vec<Package>> {

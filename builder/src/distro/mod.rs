@@ -5,6 +5,7 @@
 
 mod debian;
 mod fedora;
+mod leave_out;
 pub mod lock;
 mod names;
 mod repokey;
@@ -44,6 +45,8 @@ pub struct Install<'a> {
     pub scratch: &'a Path,
     /// Long-lived download cache (packages are kept between builds).
     pub downloads: &'a Path,
+    /// Documentation and translations to leave out.
+    pub lean: &'a crate::model::Lean,
 }
 
 /// What a distribution backend does.
@@ -59,6 +62,9 @@ pub trait Backend {
 
     /// Installed packages, sorted by name.
     fn package_list(&self, root: &Path) -> Result<Vec<Package>>;
+
+    /// What `req.lean` left out of the packages of `lock` just installed.
+    fn left_out(&self, req: &Install, lock: &Lock) -> Result<Vec<crate::model::Saving>>;
 }
 
 /// The backend for `distro`.

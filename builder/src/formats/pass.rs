@@ -97,6 +97,19 @@ fn vmdk_to_reuse(jobs: &[Job], ova: &Job) -> Option<usize> {
     })
 }
 
+/// What the threads of a pass share.
+struct Shared<'a> {
+    jobs: &'a [Job],
+    img: &'a RawImage,
+    states: Vec<State>,
+    /// Per job: the VMDK job an OVA job takes its disk from.
+    reuse: Vec<Option<usize>>,
+    seeds: Vec<[u8; 32]>,
+    abort: AtomicBool,
+    first_failure: Mutex<Option<usize>>,
+    start: Instant,
+}
+
 /// Writes every job from `raw` in one pass; `status` is called about four
 /// times a second with a one-line summary. On failure no destination of a
 /// failed or stopped job is left behind, and the first failure is returned.
@@ -138,45 +151,30 @@ pub fn run(raw: &Path, jobs: &[Job], status: &mut dyn FnMut(&str)) -> Result<Vec
             }
         });
     }
-    let states: Vec<State> = jobs.iter().map(|_| State::default()).collect();
-    let abort = AtomicBool::new(false);
-    let first_failure = Mutex::new(None::<usize>);
-    let start = Instant::now();
+    let sh = Shared {
+        jobs,
+        img: &img,
+        states: jobs.iter().map(|_| State::default()).collect(),
+        reuse,
+        seeds,
+        abort: AtomicBool::new(false),
+        first_failure: Mutex::new(None),
+        start: Instant::now(),
+    };
     let results = std::thread::scope(|scope| -> Result<Vec<Result<Timing>>> {
-        let reader = scope.spawn(|| read_once(&img, senders, &abort));
+        let reader = scope.spawn(|| read_once(&img, senders, &sh.abort));
         let mut handles = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
-            let (job, state, seed) = (&jobs[i], &states[i], seeds[i]);
-            let (img, abort, first_failure, states) = (&img, &abort, &first_failure, &states);
-            let reused = reuse[i].map(|v| (&jobs[v].dest, &states[v]));
+            let sh = &sh;
             let h = std::thread::Builder::new()
                 // Threads that C encoders start inherit this name.
                 .name(format!("abw-{i}"))
-                .spawn_scoped(scope, move || {
-                    let account = Arc::new(Account::default());
-                    let r = {
-                        let _charge = cpu::enter(Some(account.clone()));
-                        let src = input.as_ref().unwrap_or(img);
-                        write_job(job, src, seed, reused, state)
-                    };
-                    state.end(r.is_ok());
-                    if r.is_err() {
-                        abort.store(true, Ordering::Relaxed);
-                        if let Ok(mut f) = first_failure.lock() {
-                            f.get_or_insert(i);
-                        }
-                    }
-                    r.with_context(|| format!("writing {}", job.label))
-                        .map(|()| Timing {
-                            wall: start.elapsed(),
-                            cpu: account.get(),
-                        })
-                })
+                .spawn_scoped(scope, move || job_thread(sh, i, input))
                 .context("starting a writer thread")?;
             handles.push(h);
         }
         while !handles.iter().all(|h| h.is_finished()) {
-            status(&summary(jobs, &states));
+            status(&summary(jobs, &sh.states));
             std::thread::sleep(Duration::from_millis(250));
         }
         let results = handles
@@ -193,7 +191,13 @@ pub fn run(raw: &Path, jobs: &[Job], status: &mut dyn FnMut(&str)) -> Result<Vec
             .map_err(|_| anyhow!("the image reader panicked"))?;
         Ok(results)
     })?;
-    let failed = first_failure.lock().ok().and_then(|f| *f);
+    first_error(results, &sh.first_failure)
+}
+
+/// The timings, or the error of the job that failed first (the others
+/// were stopped because of it).
+fn first_error(results: Vec<Result<Timing>>, first: &Mutex<Option<usize>>) -> Result<Vec<Timing>> {
+    let failed = first.lock().ok().and_then(|f| *f);
     let mut timings = Vec::new();
     let mut errors = Vec::new();
     for (i, r) in results.into_iter().enumerate() {
@@ -207,6 +211,31 @@ pub fn run(raw: &Path, jobs: &[Job], status: &mut dyn FnMut(&str)) -> Result<Vec
         Some(e) => Err(e),
         None => Ok(timings),
     }
+}
+
+/// The thread of job `i`: writes it, charging every thread that works
+/// for it; on failure stops the pass.
+fn job_thread(sh: &Shared, i: usize, input: Option<RawImage>) -> Result<Timing> {
+    let (job, state) = (&sh.jobs[i], &sh.states[i]);
+    let reused = sh.reuse[i].map(|v| (&sh.jobs[v].dest, &sh.states[v]));
+    let account = Arc::new(Account::default());
+    let r = {
+        let _charge = cpu::enter(Some(account.clone()));
+        let src = input.as_ref().unwrap_or(sh.img);
+        write_job(job, src, sh.seeds[i], reused, state)
+    };
+    state.end(r.is_ok());
+    if r.is_err() {
+        sh.abort.store(true, Ordering::Relaxed);
+        if let Ok(mut f) = sh.first_failure.lock() {
+            f.get_or_insert(i);
+        }
+    }
+    r.with_context(|| format!("writing {}", job.label))
+        .map(|()| Timing {
+            wall: sh.start.elapsed(),
+            cpu: account.get(),
+        })
 }
 
 /// The reader: every chunk that may hold data, read once, sent to every

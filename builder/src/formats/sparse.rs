@@ -272,19 +272,7 @@ where
             let account = account.clone();
             scope.spawn(move || {
                 let _charge = super::cpu::enter(account);
-                let mut st = state();
-                loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((seq, item)) = job else { return };
-                    let r = panic::catch_unwind(AssertUnwindSafe(|| work(&mut st, item))).ok();
-                    let died = r.is_none();
-                    if res_tx.send((seq, r)).is_err() || died {
-                        return;
-                    }
-                }
+                worker(job_rx, res_tx, state(), work)
             });
         }
         drop(res_tx);
@@ -324,6 +312,28 @@ where
         }
         Ok(())
     })
+}
+
+/// One worker of [`ordered_map`]: jobs in, results (`None`: it panicked)
+/// out, until the jobs end or the results are not wanted any more.
+fn worker<T, R, S>(
+    job_rx: &Mutex<mpsc::Receiver<(u64, T)>>,
+    res_tx: mpsc::Sender<(u64, Option<R>)>,
+    mut st: S,
+    work: &(impl Fn(&mut S, T) -> R + Sync),
+) {
+    loop {
+        let job = match job_rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((seq, item)) = job else { return };
+        let r = panic::catch_unwind(AssertUnwindSafe(|| work(&mut st, item))).ok();
+        let died = r.is_none();
+        if res_tx.send((seq, r)).is_err() || died {
+            return;
+        }
+    }
 }
 
 /// Groups consecutive items of `it` into batches of up to `n`, so workers

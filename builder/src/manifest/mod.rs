@@ -39,6 +39,8 @@ pub struct Manifest {
     pub base: Base,
     /// Packages to install, in the order written.
     pub packages: Vec<String>,
+    /// What the image leaves out (docs, translations, kernel modules).
+    pub lean: crate::model::Lean,
     /// Static hostname.
     pub hostname: String,
     /// Overlay directories, absolute, applied in order.

@@ -32,6 +32,8 @@ pub struct RawManifest {
     #[serde(default)]
     pub system: RawSystem,
     #[serde(default)]
+    pub kernel: RawKernel,
+    #[serde(default)]
     pub units: RawUnits,
     #[serde(default)]
     pub users: Vec<RawUser>,
@@ -103,6 +105,15 @@ pub struct RawImage {
 #[serde(deny_unknown_fields)]
 pub struct RawPackages {
     pub include: Vec<String>,
+    pub docs: Option<bool>,
+    pub languages: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKernel {
+    pub modules: Option<crate::model::ModuleProfile>,
+    pub module_compression: Option<crate::model::ModuleCompression>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::raw::{
-    Platform, RawFirstboot, RawImage, RawOstree, RawPackages, RawSystem, RawUnits, RawUser,
+    Platform, RawFirstboot, RawImage, RawKernel, RawOstree, RawPackages, RawSystem, RawUnits,
+    RawUser,
 };
 use super::{Firstboot, OstreeSpec, Units, User};
 use crate::distro::spec::is_name;
-use crate::model::Scope;
+use crate::model::{Lean, Scope};
 
 /// `[image]`.
 pub fn image(i: &RawImage, p: &mut Scope) {
@@ -56,6 +57,40 @@ pub fn packages(pk: &RawPackages, p: &mut Scope) {
             p.bad(&field, format!("package \"{name}\" is listed twice (also packages.include[{first}]); remove one"));
         }
     }
+}
+
+/// The lean settings: `[packages] docs, languages` and `[kernel]`.
+pub fn lean(pk: &RawPackages, k: &RawKernel, p: &mut Scope) -> Lean {
+    let d = Lean::default();
+    let languages = pk.languages.clone().unwrap_or_default();
+    for (i, l) in languages.iter().enumerate() {
+        if !is_language(l) {
+            p.bad(
+                &format!("packages.languages[{i}]"),
+                format!(
+                    "\"{l}\" is not a language code: use ISO 639 codes such as \"de\" or \"pt_BR\""
+                ),
+            );
+        }
+    }
+    Lean {
+        docs: pk.docs.unwrap_or(d.docs),
+        languages,
+        modules: k.modules.unwrap_or(d.modules),
+        module_compression: k.module_compression.unwrap_or(d.module_compression),
+    }
+}
+
+/// `de`, `pt_BR`, `sr@latin`.
+fn is_language(s: &str) -> bool {
+    let (main, variant) = s.split_once('@').unwrap_or((s, "a"));
+    let (lang, country) = main.split_once('_').unwrap_or((main, "AA"));
+    (2..=3).contains(&lang.len())
+        && lang.chars().all(|c| c.is_ascii_lowercase())
+        && country.len() == 2
+        && country.chars().all(|c| c.is_ascii_uppercase())
+        && !variant.is_empty()
+        && variant.chars().all(|c| c.is_ascii_lowercase())
 }
 
 fn is_hostname(s: &str) -> bool {

@@ -23,6 +23,7 @@ pub fn check(
     sections::image(&r.image, &mut p.scope("image"));
     let base = distro::spec::check(r.base, dir, &mut p.scope("base"));
     sections::packages(&r.packages, &mut p.scope("packages.include"));
+    let lean = sections::lean(&r.packages, &r.kernel, &mut p.scope(""));
     if let Some(b) = &base {
         distro::spec::check_packages(b, &r.packages.include, &mut p.scope("packages.include"));
     }
@@ -63,6 +64,7 @@ pub fn check(
             version: r.image.version,
             base,
             packages: r.packages.include,
+            lean,
             hostname,
             overlays,
             kernel_args: r.system.kernel_args,

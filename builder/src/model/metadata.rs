@@ -40,6 +40,9 @@ pub struct Metadata {
     pub artifacts: Vec<Artifact>,
     /// Stage durations in order.
     pub stages: Vec<StageTime>,
+    /// What each lean setting saved in the installed root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lean_savings: Vec<super::Saving>,
     /// What writing each `[[output]]` took (written in one pass, at once).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_times: Vec<OutputTime>,

@@ -6,11 +6,13 @@
 //! This module depends on no other module of the crate.
 
 mod layout;
+mod lean;
 pub(crate) mod metadata;
 mod problems;
 mod size;
 
 pub use layout::{Layout, Part};
+pub use lean::{Lean, ModuleCompression, ModuleProfile, Saving};
 pub use metadata::{
     Artifact, BootTime, KernelInfo, ManifestRef, Metadata, OstreeInfo, OutputTime, Package,
     Privileged, StageTime, UploadRecord, Waived,

@@ -133,6 +133,7 @@ fn build_outputs(o: &BuildOptions) -> Result<Built> {
         &m, &inputs, &commit, &kernel, &custom, &disk, &raw, formats, t,
     );
     meta.sbom = sbom;
+    meta.lean_savings = installed.savings.clone();
     meta.setuid = linted.setuid;
     meta.lint_waived = linted.waived;
     let recorded =

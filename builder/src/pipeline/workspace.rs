@@ -189,6 +189,7 @@ pub fn metadata(
         artifacts,
         stages: t.0,
         output_times: formats.times,
+        lean_savings: Vec::new(),
         uploads: None,
         boot_times: Vec::new(),
         sbom: String::new(),

@@ -31,6 +31,50 @@ pub enum Serial {
     File(PathBuf),
 }
 
+/// The controller the VM's disk hangs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DiskBus {
+    /// virtio-blk (KVM/QEMU clouds).
+    #[default]
+    Virtio,
+    /// NVMe (AWS Nitro, GCP, Azure v6).
+    Nvme,
+    /// SATA on the q35 chipset's AHCI controller (VirtualBox, VMware,
+    /// bare metal).
+    Ahci,
+}
+
+/// The VM's network card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Nic {
+    /// virtio-net.
+    #[default]
+    Virtio,
+    /// Intel 82574L (e1000e: Hyper-V's legacy, VMware's default).
+    E1000e,
+    /// Intel 82540EM (e1000: VirtualBox's and OVAs' default).
+    E1000,
+}
+
+impl Nic {
+    fn device(self) -> &'static str {
+        match self {
+            Nic::Virtio => "virtio-net-pci",
+            Nic::E1000e => "e1000e",
+            Nic::E1000 => "e1000",
+        }
+    }
+}
+
+/// The VM's device models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Devices {
+    /// Disk controller.
+    pub disk: DiskBus,
+    /// Network card.
+    pub nic: Nic,
+}
+
 /// A virtual machine to start.
 pub struct Vm {
     /// Disk image (raw).
@@ -50,6 +94,8 @@ pub struct Vm {
     /// TCP ports forwarded from 127.0.0.1 on this machine into the guest
     /// (host port, guest port), through QEMU's user networking.
     pub forward: Vec<(u16, u16)>,
+    /// Disk controller and network card.
+    pub devices: Devices,
     /// Extra QEMU arguments (e.g. -fw_cfg).
     pub extra: Vec<String>,
 }
@@ -94,21 +140,34 @@ impl Vm {
                 ));
         }
         let mut drive = format!(
-            "file={},format={},if=virtio",
+            "file={},format={}",
             self.image.display(),
             image_format(&self.image)
         );
         if self.snapshot {
             drive.push_str(",snapshot=on");
         }
-        c.arg("-drive").arg(drive);
+        match self.devices.disk {
+            DiskBus::Virtio => c.arg("-drive").arg(format!("{drive},if=virtio")),
+            DiskBus::Nvme => c
+                .arg("-drive")
+                .arg(format!("{drive},if=none,id=disk0"))
+                .args(["-device", "nvme,drive=disk0,serial=atomicbuild0"]),
+            // q35's ICH9 AHCI controller is part of the chipset (there even
+            // with -nodefaults); its first port is bus ide.0.
+            DiskBus::Ahci => c
+                .arg("-drive")
+                .arg(format!("{drive},if=none,id=disk0"))
+                .args(["-device", "ide-hd,drive=disk0,bus=ide.0"]),
+        };
         let mut netdev = "user,id=n0".to_string();
         for (host, guest) in &self.forward {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
         }
         c.arg("-netdev")
             .arg(netdev)
-            .args(["-device", "virtio-net-pci,netdev=n0"]);
+            .arg("-device")
+            .arg(format!("{},netdev=n0", self.devices.nic.device()));
         c.args(["-device", "virtio-rng-pci"]);
         match &self.serial {
             Serial::Stdio => {
@@ -179,6 +238,7 @@ mod tests {
             serial: Serial::File(d.path().join("console")),
             scratch: d.path().to_owned(),
             forward: vec![(2222, 22), (12379, 2379)],
+            devices: Devices::default(),
             extra: firstboot_args(&cfg),
         };
         let c = vm.command_with(Accel::Tcg).unwrap();
@@ -199,9 +259,50 @@ mod tests {
             format!("name=opt/org.atomicbuild/config,file={}", cfg.display())
         );
         assert!(after("-drive").contains("format=qcow2"));
-        assert!(after("-drive").ends_with(",snapshot=on"));
+        assert!(after("-drive").ends_with(",snapshot=on,if=virtio"));
         assert_eq!(after("-accel"), "tcg");
         assert!(after("-qmp").starts_with(&format!("unix:{}", d.path().join("qmp.sock").display())));
         assert_eq!(after("-action"), "panic=pause");
+        assert_eq!(after("-device"), "pvpanic");
+        let devices = |d: Devices| -> Vec<String> {
+            let vm = Vm {
+                devices: d,
+                ..vm_like(&vm)
+            };
+            let c = vm.command_with(Accel::Tcg).unwrap();
+            c.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let nvme = devices(Devices {
+            disk: DiskBus::Nvme,
+            nic: Nic::E1000e,
+        });
+        assert!(nvme
+            .iter()
+            .any(|a| a.ends_with(",snapshot=on,if=none,id=disk0")));
+        assert!(nvme.contains(&"nvme,drive=disk0,serial=atomicbuild0".to_string()));
+        assert!(nvme.contains(&"e1000e,netdev=n0".to_string()));
+        let ahci = devices(Devices {
+            disk: DiskBus::Ahci,
+            nic: Nic::E1000,
+        });
+        assert!(ahci.contains(&"ide-hd,drive=disk0,bus=ide.0".to_string()));
+        assert!(ahci.contains(&"e1000,netdev=n0".to_string()));
+    }
+
+    fn vm_like(v: &Vm) -> Vm {
+        Vm {
+            image: v.image.clone(),
+            firmware: v.firmware,
+            memory: v.memory,
+            cpus: v.cpus,
+            snapshot: v.snapshot,
+            serial: Serial::Stdio,
+            scratch: v.scratch.clone(),
+            forward: v.forward.clone(),
+            devices: v.devices,
+            extra: v.extra.clone(),
+        }
     }
 }

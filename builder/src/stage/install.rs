@@ -14,6 +14,7 @@ use crate::cache::StageCache;
 use crate::distro::lock::Lock;
 use crate::fsutil;
 use crate::manifest::Manifest;
+use crate::model::Saving;
 use crate::objects;
 use crate::progress::StageProgress;
 
@@ -30,6 +31,8 @@ pub struct Installed {
     /// With the cache on, the root is a hard-linked checkout of the cached
     /// commit; this maps its files to their checksums (see `objects`).
     pub devino: Option<ostree::RepoDevInoCache>,
+    /// What the lean settings saved (from the cache entry when cached).
+    pub savings: Vec<Saving>,
 }
 
 impl Outcome for Installed {
@@ -64,6 +67,7 @@ pub fn cache_key(m: &Manifest, lock: Option<&Lock>) -> String {
         h.put(p);
     }
     h.put(pkgs.join(","));
+    h.put(m.lean.key());
     h.finish()
 }
 
@@ -95,7 +99,7 @@ pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
     let cache = crate::cache::StageCache::new(&env.cache_dir);
     if let Some(hit) = cached(env, &cache, &key, &stage)? {
         crate::failpoint::hit("install.checked-out");
-        stage.finish("cached root");
+        stage.finish(&format!("cached root; {}", saved_summary(&hit.savings)));
         return Ok(hit);
     }
     let req = crate::distro::Install {
@@ -105,10 +109,20 @@ pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
         root: &root,
         scratch: &env.workdir,
         downloads: &env.cache_dir,
+        lean: &m.lean,
     };
-    let installed_lock = crate::distro::backend(m.base.distro)
+    let backend = crate::distro::backend(m.base.distro);
+    let installed_lock = backend
         .install(&req, &stage)
         .with_context(|| format!("installing the {:?} packages", m.base.distro))?;
+    stage.message("measuring what the lean settings left out");
+    let mut savings = backend
+        .left_out(&req, &installed_lock)
+        .context("measuring what was left out")?;
+    savings.extend(
+        crate::kmods::apply(&root, &m.lean, &mut |l| stage.message(l))
+            .context("trimming the kernel modules")?,
+    );
 
     // Keep the pristine root for the next build with the same inputs: as a
     // commit in the object store, checked out again with hard links so this
@@ -138,19 +152,20 @@ pub fn run(env: &Env, m: &Manifest, lock: Option<&Lock>) -> Result<Installed> {
     )
     .context("saving the installed root")?;
     if env.use_cache {
-        remember(env, &cache, &key, &commit, &installed_lock)?;
+        remember(env, &cache, &key, &commit, &installed_lock, &savings)?;
     }
     stage.message("checking out the installed root");
     fsutil::remove_tree(&root)?;
     let devino = objects::checkout_linked(&repo, &commit, &root)?;
     crate::failpoint::hit("install.checked-out");
-    stage.finish("");
+    stage.finish(&saved_summary(&savings));
     Ok(Installed {
         lock: installed_lock,
         root,
         cache_hit: false,
         key,
         devino: Some(devino),
+        savings,
     })
 }
 
@@ -170,6 +185,11 @@ fn cached(
     };
     let repo = objects::open_or_create(&env.object_store())?;
     let commit = fs::read_to_string(entry.join("commit")).unwrap_or_default();
+    // Entries from before savings were recorded have none.
+    let savings: Vec<Saving> = fs::read(entry.join("savings.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
     match Lock::load(&entry.join("lock.toml")) {
         Ok(l) if objects::has_complete_commit(&repo, commit.trim()) => {
             stage.message("checking out the cached root");
@@ -181,6 +201,7 @@ fn cached(
                 cache_hit: true,
                 key: key.to_string(),
                 devino: Some(devino),
+                savings,
             }))
         }
         _ => {
@@ -191,20 +212,50 @@ fn cached(
 }
 
 /// Record the installed root's commit and lock as the cache entry of `key`.
-fn remember(env: &Env, cache: &StageCache, key: &str, commit: &str, lock: &Lock) -> Result<()> {
+fn remember(
+    env: &Env,
+    cache: &StageCache,
+    key: &str,
+    commit: &str,
+    lock: &Lock,
+    savings: &[Saving],
+) -> Result<()> {
     let tmp = env.workdir.join("install-entry");
     fs::create_dir_all(&tmp)?;
     fs::write(tmp.join("commit"), commit)?;
     fs::write(tmp.join("lock.toml"), lock.to_toml()?)?;
+    fs::write(tmp.join("savings.json"), serde_json::to_vec(savings)?)?;
     cache.put(
         "install",
         key,
         &[
             ("commit", &tmp.join("commit")),
             ("lock.toml", &tmp.join("lock.toml")),
+            ("savings.json", &tmp.join("savings.json")),
         ],
     )?;
     fsutil::remove_tree(&tmp)
+}
+
+/// "left out 69 MiB: ..." for the stage line.
+fn saved_summary(savings: &[Saving]) -> String {
+    let total: u64 = savings.iter().map(|s| s.bytes).sum();
+    if total == 0 {
+        return String::new();
+    }
+    let parts: Vec<String> = savings
+        .iter()
+        .filter(|s| s.bytes > 0)
+        .map(|s| {
+            let what = s.what.split(" (").next().unwrap_or(&s.what);
+            format!("{what} {:.0} MiB", s.bytes as f64 / 1048576.0)
+        })
+        .collect();
+    format!(
+        "lean settings saved {:.0} MiB: {}",
+        total as f64 / 1048576.0,
+        parts.join(", ")
+    )
 }
 
 /// Directories whose contents belong to the build host, never the image.

@@ -36,6 +36,8 @@ pub struct Boot<'a> {
     pub memory: u32,
     /// Print a line when each boot reported.
     pub label: String,
+    /// Disk controller and network card.
+    pub devices: crate::qemu::Devices,
 }
 
 /// What one boot of a case came to.
@@ -218,6 +220,7 @@ fn vm(b: &Boot, out: &Outcome) -> Result<Vm, String> {
         serial: Serial::File(out.console.clone()),
         scratch: b.scratch.to_owned(),
         forward: b.forward.clone(),
+        devices: b.devices,
         extra: [
             vec!["-serial".into(), format!("file:{}", out.report.display())],
             vec![

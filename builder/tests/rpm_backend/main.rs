@@ -252,7 +252,47 @@ fn rpm_repository_to_ostree_commit_and_refusals() {
             "{want} missing from the commit:\n{ls}"
         );
     }
+    // Lean by default: no docs or man pages (tsflags=nodocs), no
+    // translations (%_install_langs); the licence file stays.
+    // (In a directory named by rpm's %_docdir_fmt: fx-app-0.5 here.)
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("/usr/share/licenses/fx-app") && p.ends_with("/LICENSE")),
+        "the %license file should be installed:\n{ls}"
+    );
+    let saved = |what: &str| {
+        installed
+            .savings
+            .iter()
+            .find(|s| s.what.starts_with(what))
+            .map(|s| (s.files, s.bytes))
+    };
+    assert_eq!(
+        saved("documentation"),
+        Some((1, 14)),
+        "{:?}",
+        installed.savings
+    );
+    assert_eq!(
+        saved("man and info"),
+        Some((1, 12)),
+        "{:?}",
+        installed.savings
+    );
+    assert_eq!(
+        saved("translations"),
+        Some((1, 3)),
+        "{:?}",
+        installed.savings
+    );
+    assert!(
+        !paths.iter().any(|p| p.starts_with("/usr/share/doc/")),
+        "no %doc file should be installed:\n{ls}"
+    );
     for gone in [
+        "/usr/share/man/man1/fx-app.1",
+        "/usr/share/locale/de/LC_MESSAGES/fx-app.mo",
         "/etc",
         "/var/lib/fx/state",
         "/usr/lib/sysimage/rpm/rpmdb.sqlite-wal",

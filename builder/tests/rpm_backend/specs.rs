@@ -43,10 +43,18 @@ Requires: fx-base >= 1.0
 %description
 fixture
 %install
-mkdir -p %{buildroot}/usr/share/fx-app
+mkdir -p %{buildroot}/usr/share/fx-app %{buildroot}/usr/share/locale/de/LC_MESSAGES %{buildroot}/usr/share/man/man1
 printf 'app\n' > %{buildroot}/usr/share/fx-app/README
+printf 'de\n' > %{buildroot}/usr/share/locale/de/LC_MESSAGES/fx-app.mo
+printf 'manual page\n' > %{buildroot}/usr/share/man/man1/fx-app.1
+printf 'release notes\n' > NOTES
+printf 'MIT licence text\n' > LICENSE
 %files
 /usr/share/fx-app
+%lang(de) /usr/share/locale/de/LC_MESSAGES/fx-app.mo
+/usr/share/man/man1/fx-app.1
+%doc NOTES
+%license LICENSE
 "#,
     ),
     // Not a bootable kernel (the image is built, not booted, here): the

@@ -205,6 +205,17 @@ fn expect(
 
 fn run(raw: &Path, port: u16, dir: &Path) -> Result<(), String> {
     let s = sysroot(raw, dir);
+    // The image's module set, while its deployment is here anyway.
+    let drivers = super::platform::check(&s.dep);
+    let updates = updates(&s, port);
+    match (updates, drivers.is_empty()) {
+        (r, true) => r,
+        (Ok(()), false) => Err(drivers.join("\n")),
+        (Err(e), false) => Err(format!("{e}\n{}", drivers.join("\n"))),
+    }
+}
+
+fn updates(s: &Sysroot, port: u16) -> Result<(), String> {
     let conf = s.dep.join("etc/atomic-update/config.d");
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(

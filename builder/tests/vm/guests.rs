@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use atomicbuild::model::Firmware;
+use atomicbuild::qemu::{Devices, DiskBus, Nic};
 use common::cmd::tail;
 
 use super::report::{check_report, BootCase};
@@ -100,6 +101,12 @@ fn uefi_provisioned(
             budgets: &img.m.budgets,
             memory: 2048,
             label: "[Uefi]".into(),
+            // Other device models than the BIOS boot's: NVMe (AWS Nitro,
+            // GCP) and Intel e1000e (VMware, Hyper-V legacy).
+            devices: Devices {
+                disk: DiskBus::Nvme,
+                nic: Nic::E1000e,
+            },
         },
         || {
             // While the provisioned guest runs: etcd from this side, then
@@ -124,6 +131,7 @@ fn uefi_provisioned(
         let case = BootCase {
             provisioned: Some(&guest),
             grown_by: 0,
+            devices: ("nvme0n", "e1000e"),
         };
         bad.extend(check_report(r, &case, img.m, img.commit));
     }
@@ -187,6 +195,9 @@ fn bios_through_nightly(img: Built, image: &Path) -> Vec<String> {
         .arg(&case_dir)
         .args(["--firmware", "bios", "--test-arg", "--image", "--test-arg"])
         .arg(image)
+        // SATA on AHCI and an e1000 (VirtualBox's and OVAs' models).
+        .args(["--test-arg", "--disk-bus", "--test-arg", "ahci"])
+        .args(["--test-arg", "--nic", "--test-arg", "e1000"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -220,6 +231,7 @@ fn bios_through_nightly(img: Built, image: &Path) -> Vec<String> {
             let case = BootCase {
                 provisioned: None,
                 grown_by: GROWN_BY,
+                devices: ("sd", "e1000"),
             };
             bad.extend(check_report(r, &case, img.m, img.commit));
         }

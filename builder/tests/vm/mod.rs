@@ -6,6 +6,7 @@ pub mod containers;
 pub mod faults;
 pub mod guests;
 pub mod node;
+pub mod platform;
 pub mod report;
 pub mod sbom;
 pub mod scratch;

@@ -25,6 +25,9 @@ impl Mismatches {
 pub struct BootCase<'a> {
     pub provisioned: Option<&'a firstboot_vm::Guest>,
     pub grown_by: u64,
+    /// The root disk's name without its number (`nvme0n`, `sd`) and the
+    /// NIC's driver the boot's device models give.
+    pub devices: (&'a str, &'a str),
 }
 
 /// Compare what the guest reported with what the manifest and the build
@@ -44,7 +47,60 @@ pub fn check_report(
     }
     super::node::check_boot(r, case.provisioned.is_some(), &mut bad.0);
     super::containers::check_boot(r, case.provisioned.is_some(), &mut bad.0);
+    check_devices_and_lean(r, case.devices, &mut bad);
     bad.0
+}
+
+/// The boot ran on the device models asked for (their drivers are in the
+/// trimmed module set), and the image is lean: modules compressed, none of
+/// the dropped subsystems, no documentation, man pages or translations,
+/// every package's copyright file.
+fn check_devices_and_lean(r: &BootReport, (disk, nic): (&str, &str), bad: &mut Mismatches) {
+    let dev = r.fact("devices");
+    let root_disk = dev
+        .lines()
+        .find_map(|l| l.strip_prefix("root-disk "))
+        .unwrap_or("");
+    bad.expect(
+        root_disk.starts_with(disk),
+        &format!("the root should be on a {disk}* disk"),
+        dev.clone(),
+    );
+    bad.expect(
+        dev.lines().any(|l| l == format!("nic {nic}")),
+        &format!("the network card should be driven by {nic}"),
+        dev.clone(),
+    );
+    let lean = r.fact("lean");
+    let n = |k: &str| -> i64 {
+        lean.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1)
+    };
+    for (k, want) in [
+        ("ko", 0),
+        ("gpu", 0),
+        ("man", 0),
+        ("doc-other", 0),
+        ("locale", 0),
+    ] {
+        bad.expect(
+            n(k) == want,
+            &format!("lean image: {k} should be {want}"),
+            lean.clone(),
+        );
+    }
+    bad.expect(
+        n("ko-xz") > 500,
+        "lean image: the modules should be .ko.xz",
+        lean.clone(),
+    );
+    bad.expect(
+        n("copyright") > 100,
+        "lean image: copyright files stay",
+        lean.clone(),
+    );
 }
 
 /// The guest booted this build's commit.
