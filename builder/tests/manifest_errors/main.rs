@@ -497,6 +497,7 @@ fn boot_refuses_an_invalid_firstboot_config() {
     );
 }
 
+mod lean;
 mod registries;
 mod repos;
 mod updates;
