@@ -211,36 +211,13 @@ fn compress(dir: &Path, kind: ModuleCompression) -> Result<Saving> {
         }
     }
     files.sort();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let results: Vec<Result<(u64, u64)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let files = &files;
-                s.spawn(move || -> Result<(u64, u64)> {
-                    let (mut before, mut after) = (0, 0);
-                    for f in files.iter().skip(t).step_by(threads) {
-                        let (b, a) = compress_one(f, kind)?;
-                        before += b;
-                        after += a;
-                    }
-                    Ok((before, after))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked")))
-            })
-            .collect()
-    });
-    let (mut before, mut after) = (0, 0);
-    for r in results {
-        let (b, a) = r?;
-        before += b;
-        after += a;
-    }
+    let sums = crate::fsutil::fold_files(&files, |f, (before, after): &mut (u64, u64)| {
+        let (b, a) = compress_one(f, kind)?;
+        *before += b;
+        *after += a;
+        Ok(())
+    })?;
+    let (before, after) = sums.iter().fold((0, 0), |(b, a), (x, y)| (b + x, a + y));
     Ok(Saving {
         setting: format!("kernel.module_compression = \"{}\"", kind.name()),
         what: format!(
@@ -314,5 +291,24 @@ mod tests {
         assert!(dropped.contains("kernel/drivers/platform/x86/b.ko"));
         assert!(!dropped.contains("kernel/drivers/net/virtio_net.ko"));
         assert_eq!(dropped.len(), 4);
+    }
+
+    #[test]
+    fn modules_are_compressed_in_place_and_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let sub = d.path().join("kernel/net");
+        fs::create_dir_all(&sub).unwrap();
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 7) as u8).collect();
+        for n in ["a.ko", "b.ko"] {
+            fs::write(sub.join(n), &body).unwrap();
+        }
+        let s = compress(d.path(), ModuleCompression::Xz).unwrap();
+        assert_eq!(s.files, 2);
+        assert!(!sub.join("a.ko").exists());
+        let packed = fs::read(sub.join("b.ko.xz")).unwrap();
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut xz2::read::XzDecoder::new(&packed[..]), &mut back).unwrap();
+        assert_eq!(back, body);
+        assert_eq!(s.bytes, 2 * (body.len() as u64 - packed.len() as u64));
     }
 }

@@ -101,30 +101,8 @@ pub fn debian_savings(debs: &Path, lock: &Lock, lean: &Lean) -> Result<Vec<Savin
         .filter(|f| f.is_file())
         .collect();
     let mut totals = Totals::default();
-    let results: Vec<Result<Totals>> = std::thread::scope(|s| {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let files = &files;
-                s.spawn(move || -> Result<Totals> {
-                    let mut tot = Totals::default();
-                    for f in files.iter().skip(t).step_by(threads) {
-                        deb_left_out(f, lean, &mut tot)?;
-                    }
-                    Ok(tot)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked")))
-            })
-            .collect()
-    });
-    for r in results {
-        totals.merge(r?);
+    for t in crate::fsutil::fold_files(&files, |f, tot| deb_left_out(f, lean, tot))? {
+        totals.merge(t);
     }
     Ok(totals.savings(lean))
 }

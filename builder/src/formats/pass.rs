@@ -241,7 +241,6 @@ fn job_thread(sh: &Shared, i: usize, input: Option<RawImage>) -> Result<Timing> 
 /// The reader: every chunk that may hold data, read once, sent to every
 /// writer still listening; stops early when a writer failed.
 fn read_once(img: &RawImage, mut senders: Vec<SyncSender<Feed>>, abort: &AtomicBool) {
-    let _charge = cpu::enter(None);
     let r = (|| -> Result<()> {
         for (a, b) in img.block_ranges(CHUNK as u64)? {
             for idx in a..b {

@@ -48,6 +48,20 @@ struct Header {
 }
 
 impl Header {
+    /// The header a streamOptimized extent starts with (its footer holds
+    /// the grain directory's offset instead of [`GD_AT_END`]).
+    fn stream(capacity: u64) -> Header {
+        Header {
+            version: 3,
+            flags: FLAG_NL_DETECT | FLAG_COMPRESSED | FLAG_MARKERS,
+            capacity,
+            rgd_offset: 0,
+            gd_offset: GD_AT_END,
+            overhead: GRAIN_SECTORS,
+            compressed: true,
+        }
+    }
+
     fn bytes(&self) -> Vec<u8> {
         let mut h = vec![0u8; SECTOR as usize];
         h[..4].copy_from_slice(b"KDMV");
@@ -137,15 +151,7 @@ pub(super) fn write_stream(
     let capacity = size / SECTOR;
     let gt_count = ctx.input.block_count(GRAIN).div_ceil(GTES);
     let codec = Codec::Zlib(Codec::deflate_level(ctx.opts.level)?);
-    let mut header = Header {
-        version: 3,
-        flags: FLAG_NL_DETECT | FLAG_COMPRESSED | FLAG_MARKERS,
-        capacity,
-        rgd_offset: 0,
-        gd_offset: GD_AT_END,
-        overhead: GRAIN_SECTORS,
-        compressed: true,
-    };
+    let mut header = Header::stream(capacity);
     let mut out = Out::new(f);
     out.write(&header.bytes())?;
     out.write(&descriptor(cid(ctx), "streamOptimized", capacity, name)?)?;
@@ -217,16 +223,7 @@ pub(super) fn renamed_stream(ctx: &Ctx, path: &Path, name: &str) -> Result<Box<d
     f.read_exact(&mut head)
         .with_context(|| format!("reading {}", path.display()))?;
     let capacity = ctx.input.size / SECTOR;
-    let expected = Header {
-        version: 3,
-        flags: FLAG_NL_DETECT | FLAG_COMPRESSED | FLAG_MARKERS,
-        capacity,
-        rgd_offset: 0,
-        gd_offset: GD_AT_END,
-        overhead: GRAIN_SECTORS,
-        compressed: true,
-    };
-    if head != expected.bytes() {
+    if head != Header::stream(capacity).bytes() {
         bail!(
             "{} is not a streamOptimized VMDK of this image",
             path.display()

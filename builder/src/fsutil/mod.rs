@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+mod parallel;
 mod scratch;
 mod sparse;
 
 pub use common::atomic::TMP_PREFIX;
+pub use parallel::fold_files;
 pub use scratch::owned_tempdir;
 pub use sparse::{allocated_bytes, copy_sparse, data_ranges, link_or_copy, sha256_file};
 
