@@ -197,6 +197,11 @@ pub struct TestArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 2048)]
     pub memory: u32,
+    /// Guest CPUs. Under TCG each is one host thread: one per guest keeps
+    /// several guests on a small machine from preempting each other's
+    /// lock holders; two make a guest that runs alone faster.
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
     /// The guests' disk controller.
     #[arg(long, value_enum, default_value = "virtio")]
     pub disk_bus: crate::qemu::DiskBus,

@@ -51,6 +51,21 @@ pub const DROPPED: &[&str] = &[
     "kernel/drivers/input/joystick/",
     "kernel/drivers/input/tablet/",
     "kernel/drivers/input/touchscreen/",
+    // Fibre Channel, FCoE and iSCSI offload host adapters (SAN boot on
+    // bare metal; iscsi_tcp, the software initiator CSI drivers use, and
+    // the FC transport class hv_storvsc needs stay).
+    "kernel/drivers/scsi/lpfc/",
+    "kernel/drivers/scsi/qla2xxx/",
+    "kernel/drivers/scsi/bfa/",
+    "kernel/drivers/scsi/csiostor/",
+    "kernel/drivers/scsi/elx/",
+    "kernel/drivers/scsi/libfc/",
+    "kernel/drivers/scsi/fcoe/",
+    "kernel/drivers/scsi/qla4xxx/",
+    "kernel/drivers/scsi/qedi/",
+    "kernel/drivers/scsi/be2iscsi/",
+    "kernel/drivers/scsi/bnx2i/",
+    "kernel/drivers/scsi/cxgbi/",
 ];
 
 /// Applies `lean`'s module settings to every kernel in `root`; what each

@@ -67,6 +67,11 @@ fn distro_needs(m: &Manifest) -> Vec<Need> {
                 "mmdebstrap",
                 "installs the Debian packages into the staging root",
             ));
+            v.push(path(
+                crate::distro::MERGED_USR_HOOKS,
+                "mmdebstrap",
+                "mmdebstrap's merged-/usr hooks (a root without usrmerge and perl)",
+            ));
             v.push(tool(
                 "dpkg-query",
                 "dpkg",
@@ -156,14 +161,7 @@ pub fn check_build(m: &Manifest) -> Result<()> {
 
 /// mke2fs before 1.47.1 copies real inode change times into the image.
 fn mke2fs_reproducibility_warning() -> Option<String> {
-    let out = std::process::Command::new("mke2fs")
-        .arg("-V")
-        .output()
-        .ok()?;
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    let ver = text.split_whitespace().nth(1)?;
-    let nums: Vec<u32> = ver.split('.').filter_map(|p| p.parse().ok()).collect();
+    let (ver, nums) = crate::disk::ext4::mke2fs_version()?;
     if nums.as_slice() < [1, 47, 1].as_slice() {
         Some(format!("mke2fs {ver} does not clamp inode times to SOURCE_DATE_EPOCH; images will build and boot but not be bit-for-bit reproducible (install e2fsprogs >= 1.47.1, e.g. from bookworm-backports; scripts/install-deps does)"))
     } else {

@@ -33,11 +33,12 @@ mod vm;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use common::cmd::tail;
 use vm::guests::{boot_both, grown_overlay, GROWN_BY};
+use vm::turn::turn;
 use vm::{build_cmd, build_variant, build_variant_with, final_names, stage_entry, Tmpfs};
 
 /// The test image, built once for all tests.
@@ -57,12 +58,6 @@ struct Image {
     killed_mounts: usize,
     /// A key the image does not trust (its secret key file).
     foreign_key: PathBuf,
-}
-
-/// One build or boot at a time.
-fn turn() -> MutexGuard<'static, ()> {
-    static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn image() -> &'static Image {

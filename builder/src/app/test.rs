@@ -98,6 +98,7 @@ fn run_one(a: &TestArgs, case: &Case, t: &Target, firmware: Firmware) -> Result<
             after: After::PowerOff,
             budgets: &t.budgets,
             memory: a.memory,
+            cpus: a.cpus,
             label,
             devices: crate::qemu::Devices {
                 disk: a.disk_bus,

@@ -17,7 +17,17 @@ use crate::progress::StageProgress;
 use common::cmd::Cmd;
 
 /// Bump when the way a root is installed changes (invalidates cached roots).
-const RECIPE: &str = "debian-install-v4"; // v4: fixed INSTALL_EPOCH, no apt indexes
+/// v4: fixed INSTALL_EPOCH, no apt indexes; v5: merged /usr by mmdebstrap's
+/// hook (see [`MERGED_USR_HOOKS`]).
+const RECIPE: &str = "debian-install-v5";
+
+/// mmdebstrap's merged-/usr hooks: the root gets the /bin, /sbin, /lib
+/// symlinks before the essential packages and the (empty) `usr-is-merged`
+/// package, which satisfies init-system-helpers' `usrmerge |
+/// usr-is-merged`. Without them apt takes `usrmerge`, whose conversion
+/// script pulls in perl, perl-modules and libperl (47 MB installed) that
+/// nothing else on a container host uses.
+pub(crate) const MERGED_USR_HOOKS: &str = "/usr/share/mmdebstrap/hooks/merged-usr";
 
 /// Runs inside the root after the essential packages are in: divert the
 /// kernel's initramfs hooks to stubs that do nothing (dracut's own postinst
@@ -92,6 +102,7 @@ impl Backend for Debian {
                 "--skip=cleanup/apt/lists",
                 "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
             ])
+            .arg(format!("--hook-dir={MERGED_USR_HOOKS}"))
             .args(super::leave_out::mmdebstrap_args(req.lean))
             .arg(format!("--components={}", base.components.join(",")))
             .arg(format!("--include={}", includes.join(",")))

@@ -1,5 +1,5 @@
-//! Documentation and translations left out at install time, and what that
-//! saved. Debian: dpkg `path-exclude`/`path-include` rules (mmdebstrap
+//! Documentation, translations and the manifest's `leave_out` paths left
+//! out at install time, and what that saved. Debian: dpkg `path-exclude`/`path-include` rules (mmdebstrap
 //! `--dpkgopt`, which also stay in the image's dpkg.cfg.d), measured from
 //! the downloaded packages' file lists. Fedora: dnf `tsflags=nodocs` and
 //! rpm's `%_install_langs`, measured from the rpmdb, which lists the files
@@ -18,6 +18,7 @@ use crate::model::{Lean, Saving};
 const DOCS: &str = "documentation (copyright files kept)";
 const MAN: &str = "man and info pages";
 const LOCALE: &str = "translations";
+const PATHS: &str = "paths named in packages.leave_out";
 
 /// mmdebstrap's `--dpkgopt=` arguments for `lean`.
 pub fn mmdebstrap_args(lean: &Lean) -> Vec<String> {
@@ -49,12 +50,20 @@ fn dpkg_options(lean: &Lean) -> Vec<String> {
             v.push(format!("path-include=/usr/share/locale/{l}_*"));
         }
     }
+    // Last: dpkg's last matching rule wins, and these always leave out.
+    for p in &lean.leave_out {
+        v.push(format!("path-exclude={p}"));
+        v.push(format!("path-exclude={p}/*"));
+    }
     v
 }
 
 /// What [`dpkg_options`] leaves out of `path` (absolute, as in a package),
 /// if anything.
 fn debian_class(path: &str, lean: &Lean) -> Option<&'static str> {
+    if left_out_path(path, lean) {
+        return Some(PATHS);
+    }
     let under = |dir: &str| path.strip_prefix(dir).filter(|r| !r.is_empty());
     if !lean.docs {
         if let Some(rest) = under("/usr/share/doc/") {
@@ -82,6 +91,14 @@ fn debian_class(path: &str, lean: &Lean) -> Option<&'static str> {
                     .is_some_and(|r| r.starts_with('_')))
     });
     (!kept).then_some(LOCALE)
+}
+
+/// Whether `path` is one of `lean.leave_out` or under one.
+fn left_out_path(path: &str, lean: &Lean) -> bool {
+    lean.leave_out.iter().any(|p| {
+        path.strip_prefix(p.as_str())
+            .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+    })
 }
 
 /// Sums what `dpkg_options` left out, from the package files in `debs`
@@ -113,6 +130,7 @@ struct Totals {
     docs: (u64, u64),
     man: (u64, u64),
     locale: (u64, u64),
+    paths: (u64, u64),
 }
 
 impl Totals {
@@ -120,6 +138,7 @@ impl Totals {
         let t = match what {
             DOCS => &mut self.docs,
             MAN => &mut self.man,
+            PATHS => &mut self.paths,
             _ => &mut self.locale,
         };
         t.0 += 1;
@@ -131,6 +150,7 @@ impl Totals {
             (&mut self.docs, o.docs),
             (&mut self.man, o.man),
             (&mut self.locale, o.locale),
+            (&mut self.paths, o.paths),
         ] {
             a.0 += b.0;
             a.1 += b.1;
@@ -151,6 +171,9 @@ impl Totals {
         }
         let langs = format!("packages.languages = {:?}", lean.languages);
         v.push(saving(langs, LOCALE, self.locale));
+        if !lean.leave_out.is_empty() {
+            v.push(saving("packages.leave_out".into(), PATHS, self.paths));
+        }
         v
     }
 }
@@ -196,6 +219,10 @@ pub fn rpm_macros(lean: &Lean) -> String {
         lean.languages.join(":")
     };
     let mut s = format!("%_install_langs {langs}\n");
+    if !lean.leave_out.is_empty() {
+        // rpm leaves files under these out and marks them "net shared".
+        s.push_str(&format!("%_netsharedpath {}\n", lean.leave_out.join(":")));
+    }
     if !lean.docs {
         s.push_str("%_excludedocs 1\n");
     }
@@ -212,10 +239,14 @@ pub fn rpm_savings(rpm_query: &str, lean: &Lean) -> Vec<Saving> {
         let [state, flags, lang, size, path] = f[..] else {
             continue;
         };
+        let bytes = size.parse().unwrap_or(0);
+        if state == "net shared" && left_out_path(path, lean) {
+            tot.add(PATHS, bytes);
+            continue;
+        }
         if state != "not installed" {
             continue;
         }
-        let bytes = size.parse().unwrap_or(0);
         let man = path.starts_with("/usr/share/man/") || path.starts_with("/usr/share/info/");
         match () {
             _ if flags.contains('d') && man => tot.add(MAN, bytes),
@@ -274,12 +305,22 @@ mod tests {
             "/usr/share/locale/locale.alias",
             "/usr/bin/etcd",
             "/usr/share/doc-base/foo",
+            "/usr/bin/containerd-shim",
+            "/usr/bin/containerd-shim-runc-v2",
+            "/usr/lib/legacy/a/b.so",
+            "/usr/lib/legacy-not/c",
+            "/usr/share/locale/de/LC_MESSAGES/gone.mo",
         ];
         for lean in [
             Lean::default(),
             Lean {
                 docs: true,
                 languages: vec!["de".into(), "pt_BR".into()],
+                leave_out: vec![
+                    "/usr/bin/containerd-shim".into(),
+                    "/usr/lib/legacy".into(),
+                    "/usr/share/locale/de/LC_MESSAGES/gone.mo".into(),
+                ],
                 ..Lean::default()
             },
         ] {
@@ -297,6 +338,12 @@ mod tests {
             debian_class("/usr/share/man/man1/x.1.gz", &Lean::default()),
             Some(MAN)
         );
+        let out = Lean {
+            leave_out: vec!["/usr/bin/containerd-shim".into()],
+            ..Lean::default()
+        };
+        assert_eq!(debian_class("/usr/bin/containerd-shim", &out), Some(PATHS));
+        assert_eq!(debian_class("/usr/bin/containerd-shim-runc-v2", &out), None);
     }
 
     #[test]
@@ -305,7 +352,9 @@ mod tests {
                  not installed\td\t\t50\t/usr/share/man/man1/a.1.gz\n\
                  normal\tl\t\t10\t/usr/share/licenses/a/COPYING\n\
                  not installed\t\tde\t7\t/usr/share/locale/de/LC_MESSAGES/a.mo\n\
-                 normal\t\t\t9\t/usr/bin/a\n";
+                 normal\t\t\t9\t/usr/bin/a\n\
+                 net shared\t\t\t30\t/usr/bin/shim\n\
+                 net shared\t\t\t5\t/srv/nfs/x\n";
         let s = rpm_savings(q, &Lean::default());
         let by = |w: &str| s.iter().find(|x| x.what == w).map(|x| (x.files, x.bytes));
         assert_eq!(by(DOCS), Some((1, 100)));
@@ -315,5 +364,16 @@ mod tests {
             rpm_macros(&Lean::default()),
             "%_install_langs C\n%_excludedocs 1\n"
         );
+        assert_eq!(by(PATHS), None);
+        let out = Lean {
+            leave_out: vec!["/usr/bin/shim".into(), "/opt/x".into()],
+            ..Lean::default()
+        };
+        // Only what the manifest named counts (a host's own
+        // %_netsharedpath is not this build's saving).
+        let s = rpm_savings(q, &out);
+        let by = |w: &str| s.iter().find(|x| x.what == w).map(|x| (x.files, x.bytes));
+        assert_eq!(by(PATHS), Some((1, 30)));
+        assert!(rpm_macros(&out).contains("%_netsharedpath /usr/bin/shim:/opt/x\n"));
     }
 }

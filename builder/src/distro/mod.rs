@@ -4,6 +4,7 @@
 //! section of manifests ([`spec`]) and package locks ([`lock`]).
 
 mod debian;
+pub(crate) use debian::MERGED_USR_HOOKS;
 mod fedora;
 mod leave_out;
 pub mod lock;

@@ -107,6 +107,7 @@ pub struct RawPackages {
     pub include: Vec<String>,
     pub docs: Option<bool>,
     pub languages: Option<Vec<String>>,
+    pub leave_out: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -59,7 +59,8 @@ pub fn packages(pk: &RawPackages, p: &mut Scope) {
     }
 }
 
-/// The lean settings: `[packages] docs, languages` and `[kernel]`.
+/// The lean settings: `[packages] docs, languages, leave_out` and
+/// `[kernel]`.
 pub fn lean(pk: &RawPackages, k: &RawKernel, p: &mut Scope) -> Lean {
     let d = Lean::default();
     let languages = pk.languages.clone().unwrap_or_default();
@@ -73,12 +74,43 @@ pub fn lean(pk: &RawPackages, k: &RawKernel, p: &mut Scope) -> Lean {
             );
         }
     }
+    let leave_out = pk.leave_out.clone().unwrap_or_default();
+    for (i, l) in leave_out.iter().enumerate() {
+        if let Err(why) = check_left_out_path(l) {
+            p.bad(
+                &format!("packages.leave_out[{i}]"),
+                format!("\"{l}\" {why}"),
+            );
+        }
+    }
     Lean {
         docs: pk.docs.unwrap_or(d.docs),
         languages,
+        leave_out,
         modules: k.modules.unwrap_or(d.modules),
         module_compression: k.module_compression.unwrap_or(d.module_compression),
     }
+}
+
+/// A path for `leave_out`: absolute, plain (no `.`/`..`/empty parts, no
+/// glob characters, which dpkg and rpm read differently), not `/`.
+fn check_left_out_path(s: &str) -> Result<(), &'static str> {
+    let Some(rest) = s.strip_prefix('/') else {
+        return Err("is not an absolute path");
+    };
+    if rest.is_empty() {
+        return Err("would leave out everything");
+    }
+    if s.contains(['*', '?', '[', ']', ':', '\\']) || s.chars().any(char::is_whitespace) {
+        return Err("has glob or separator characters: name plain paths (a directory leaves out all under it)");
+    }
+    if rest
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err("is not a plain path (empty, . or .. parts, or a trailing /)");
+    }
+    Ok(())
 }
 
 /// `de`, `pt_BR`, `sr@latin`.

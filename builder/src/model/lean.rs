@@ -1,5 +1,6 @@
-//! What an image leaves out (`[packages] docs`/`languages`, `[kernel]`
-//! `modules`/`module_compression`), and what leaving it out saved.
+//! What an image leaves out (`[packages] docs`/`languages`/`leave_out`,
+//! `[kernel]` `modules`/`module_compression`), and what leaving it out
+//! saved.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,9 @@ pub struct Lean {
     pub docs: bool,
     /// Translations to install (`de`, `pt_BR`, ...); none by default.
     pub languages: Vec<String>,
+    /// Paths (files or directories, absolute) the packages ship that the
+    /// image goes without.
+    pub leave_out: Vec<String>,
     /// Which kernel modules stay.
     pub modules: ModuleProfile,
     /// How the modules that stay are stored.
@@ -22,6 +26,7 @@ impl Default for Lean {
         Lean {
             docs: false,
             languages: Vec::new(),
+            leave_out: Vec::new(),
             modules: ModuleProfile::ContainerHost,
             module_compression: ModuleCompression::Xz,
         }
@@ -32,9 +37,10 @@ impl Lean {
     /// Everything here, as one line (part of the install stage's key).
     pub fn key(&self) -> String {
         format!(
-            "docs={} languages={} modules={} compression={}",
+            "docs={} languages={} leave_out={} modules={} compression={}",
             self.docs,
             self.languages.join(","),
+            self.leave_out.join(":"),
             self.modules.name(),
             self.module_compression.name()
         )
@@ -46,7 +52,8 @@ impl Lean {
 #[serde(rename_all = "kebab-case")]
 pub enum ModuleProfile {
     /// Drop what a container host in a VM or cloud never loads: GPU,
-    /// sound, media, wireless, Bluetooth, IIO, staging, comedi and the like.
+    /// sound, media, wireless, Bluetooth, IIO, staging, comedi, Fibre
+    /// Channel and iSCSI offload adapters and the like.
     ContainerHost,
     /// Keep every module the kernel package ships (bare metal; also
     /// written `metal`).

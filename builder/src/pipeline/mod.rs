@@ -112,7 +112,9 @@ fn build_outputs(o: &BuildOptions) -> Result<Built> {
     let installed = t.run("install", || stage::install::run(env, &m, lock.as_ref()))?;
     let custom = t.run("customize", || stage::customize::run(env, &m))?;
     let bill = stage::sbom::in_image(env, &m, &custom, &installed.lock)?;
-    let kernel = t.run("initramfs", || stage::initramfs::run(env, &installed))?;
+    let kernel = t.run("initramfs", || {
+        stage::initramfs::run(env, &installed, &m.lean)
+    })?;
     t.run("shape", || stage::shape::run(env))?;
     let linted = t.run("lint", || stage::lint::run(env, &m))?;
     let commit = t.run("commit", || stage::commit::run(env, &m, &installed))?;

@@ -1,6 +1,7 @@
 //! Initramfs stage: find the one installed kernel, build its initramfs once
 //! with `dracut --no-hostonly --add ostree --reproducible --no-compress`
-//! inside the root, compress it here with multithreaded zstd (dracut's
+//! (for the container-host module profile only ext4, no crypt/dm; see
+//! [`dracut_args`]) inside the root, compress it here with multithreaded zstd (dracut's
 //! default, single-threaded `gzip -9`, took 56 of its 63 seconds), and put
 //! kernel and initramfs where OSTree expects them
 //! (`/usr/lib/modules/K/{vmlinuz,initramfs.img}`).
@@ -12,11 +13,13 @@ use anyhow::{bail, Context, Result};
 
 use super::install::Installed;
 use super::{Env, Outcome};
+use crate::model::{Lean, ModuleProfile};
 use common::cmd::Cmd;
 
 /// Bump when the way the initramfs is made changes.
-/// v2: runs on an OSTree checkout (mtimes 0); v3: zstd-compressed here.
-const INITRAMFS_RECIPE: &str = "dracut-v3";
+/// v2: runs on an OSTree checkout (mtimes 0); v3: zstd-compressed here;
+/// v4: the container-host module profile's initramfs (see [`dracut_args`]).
+const INITRAMFS_RECIPE: &str = "dracut-v4";
 
 /// zstd level of the initramfs: level 3 is smaller than dracut's `gzip -9`
 /// (37.6 vs 39.3 MB for the default image) and takes under a second.
@@ -114,8 +117,46 @@ pub fn kernel_version(root: &Path) -> Result<String> {
     }
 }
 
+/// dracut's arguments for `version`, written to `target`. With the
+/// container-host module profile (a host in a VM or cloud) the initramfs
+/// holds only what mounts an atomicbuild root: ext4 (the root and /boot
+/// are always ext4; the ESP is not mounted before the switch to the root),
+/// and no LUKS/device-mapper, NVDIMM, hibernation resume, virtiofs root or
+/// FC LUN masking; the storage drivers stay (every bus a cloud or
+/// hypervisor presents the disk on). The `all` profile keeps dracut's
+/// generic initramfs (every file system, crypt, dm).
+pub fn dracut_args(lean: &Lean, version: &str, target: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["--no-hostonly", "--add", "ostree"]
+        .map(String::from)
+        .to_vec();
+    if lean.modules == ModuleProfile::ContainerHost {
+        args.extend(
+            [
+                "--filesystems",
+                "ext4",
+                "--omit",
+                "crypt dm nvdimm resume virtiofs lunmask",
+            ]
+            .map(String::from),
+        );
+    }
+    args.extend(
+        [
+            "--reproducible",
+            "--no-compress",
+            "--force",
+            "--kver",
+            version,
+            target,
+        ]
+        .map(String::from),
+    );
+    args
+}
+
 /// Build the initramfs (or take it from the cache) and place the kernel.
-pub fn run(env: &Env, installed: &Installed) -> Result<Kernel> {
+/// (The install key, part of the cache key, covers `lean`.)
+pub fn run(env: &Env, installed: &Installed, lean: &Lean) -> Result<Kernel> {
     let install_key = installed.key.as_str();
     let root = env.root();
     let stage = env.progress.stage("initramfs");
@@ -155,7 +196,7 @@ pub fn run(env: &Env, installed: &Installed) -> Result<Kernel> {
             fs::copy(entry.join("initramfs.img"), &img)?;
             ", cached"
         } else {
-            build(env, &root, &version, &stage)?;
+            build(env, &root, &version, lean, &stage)?;
             cache.put("initramfs", &key, &[("initramfs.img", &img)])?;
             ""
         }
@@ -163,8 +204,17 @@ pub fn run(env: &Env, installed: &Installed) -> Result<Kernel> {
     crate::failpoint::hit("initramfs.built");
     clean_boot(&root)?;
     let initramfs_bytes = fs::metadata(&img)?.len();
+    // How many modules it holds (not for a kernel package's own image,
+    // which may be compressed otherwise).
+    let modules = match origin {
+        " from the kernel package" => String::new(),
+        _ => members(&img).map_or(String::new(), |m| {
+            let n = m.iter().filter(|n| n.contains(".ko")).count();
+            format!(", {n} modules")
+        }),
+    };
     stage.finish(&format!(
-        "kernel {version}, initramfs {} MiB{origin}",
+        "kernel {version}, initramfs {} MiB{modules}{origin}",
         initramfs_bytes >> 20
     ));
     Ok(Kernel {
@@ -178,30 +228,37 @@ fn build(
     env: &Env,
     root: &Path,
     version: &str,
+    lean: &Lean,
     stage: &crate::progress::StageProgress,
 ) -> Result<()> {
     let target = format!("/usr/lib/modules/{version}/initramfs.img");
-    chroot_with_api_fs(
-        root,
-        &[
-            "dracut",
-            "--no-hostonly",
-            "--add",
-            "ostree",
-            "--reproducible",
-            "--no-compress",
-            "--force",
-            "--kver",
-            version,
-            &target,
-        ],
-    )
-    .env("SOURCE_DATE_EPOCH", env.epoch.to_string())
-    .run_streaming(|l| stage.message(l))
-    .context("building the initramfs with dracut")?;
+    let mut argv = vec!["dracut".to_string()];
+    argv.extend(dracut_args(lean, version, &target));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    chroot_with_api_fs(root, &argv)
+        .env("SOURCE_DATE_EPOCH", env.epoch.to_string())
+        .run_streaming(|l| stage.message(l))
+        .context("building the initramfs with dracut")?;
     let img = root.join(target.trim_start_matches('/'));
     stage.message("compressing the initramfs with zstd");
     compress_initramfs(&img).with_context(|| format!("compressing {}", img.display()))
+}
+
+/// One member of a newc cpio archive at `pos`: its name and where the next
+/// member starts; None where no valid header is.
+fn cpio_member(data: &[u8], pos: usize) -> Option<(&[u8], usize)> {
+    fn hex(field: &[u8]) -> Option<usize> {
+        usize::from_str_radix(std::str::from_utf8(field).ok()?, 16).ok()
+    }
+    let align4 = |n: usize| (n + 3) & !3;
+    let h = data.get(pos..pos + 110)?;
+    if &h[..6] != b"070701" {
+        return None;
+    }
+    let (filesize, namesize) = (hex(&h[54..62])?, hex(&h[94..102])?);
+    let name = data.get(pos + 110..pos + 110 + namesize)?;
+    let name = name.strip_suffix(b"\0").unwrap_or(name);
+    Some((name, align4(align4(pos + 110 + namesize) + filesize)))
 }
 
 /// The length of a leading uncompressed early archive (dracut's early
@@ -209,28 +266,14 @@ fn build(
 /// padding after it, or 0. The kernel reads such an archive uncompressed and
 /// then the compressed one after it, so it must stay as it is.
 fn early_cpio_len(data: &[u8]) -> usize {
-    fn hex(field: &[u8]) -> Option<usize> {
-        usize::from_str_radix(std::str::from_utf8(field).ok()?, 16).ok()
-    }
-    let align4 = |n: usize| (n + 3) & !3;
     let mut pos = 0;
     let mut early = false;
     loop {
-        let Some(h) = data.get(pos..pos + 110) else {
+        let Some((name, next)) = cpio_member(data, pos) else {
             return 0;
         };
-        if &h[..6] != b"070701" {
-            return 0;
-        }
-        let (Some(filesize), Some(namesize)) = (hex(&h[54..62]), hex(&h[94..102])) else {
-            return 0;
-        };
-        let Some(name) = data.get(pos + 110..pos + 110 + namesize) else {
-            return 0;
-        };
-        let name = name.strip_suffix(b"\0").unwrap_or(name);
         early |= name == b"early_cpio";
-        pos = align4(align4(pos + 110 + namesize) + filesize);
+        pos = next;
         if name == b"TRAILER!!!" {
             break;
         }
@@ -243,6 +286,24 @@ fn early_cpio_len(data: &[u8]) -> usize {
             .iter()
             .take_while(|b| **b == 0)
             .count()
+}
+
+/// The member names of an initramfs this stage made (an early cpio, if
+/// any, skipped; the main archive zstd-compressed).
+pub fn members(img: &Path) -> Result<Vec<String>> {
+    let data = fs::read(img).with_context(|| format!("reading {}", img.display()))?;
+    let main = zstd::decode_all(&data[early_cpio_len(&data)..])
+        .with_context(|| format!("decompressing {}", img.display()))?;
+    let mut names = Vec::new();
+    let mut pos = 0;
+    while let Some((name, next)) = cpio_member(&main, pos) {
+        if name == b"TRAILER!!!" {
+            break;
+        }
+        names.push(String::from_utf8_lossy(name).into_owned());
+        pos = next;
+    }
+    Ok(names)
 }
 
 /// Replace the uncompressed initramfs at `img` by its zstd-compressed form
@@ -342,6 +403,24 @@ mod tests {
     }
 
     #[test]
+    fn members_lists_the_main_archive_behind_the_early_one() {
+        let d = tempfile::tempdir().unwrap();
+        let mut img = member("early_cpio", b"1\n");
+        img.extend(member("TRAILER!!!", b""));
+        for (n, c) in [("usr", &b""[..]), ("usr/lib/m/ext4.ko.xz", b"\xfd7zXZ")] {
+            img.extend(member(n, c));
+        }
+        img.extend(member("TRAILER!!!", b""));
+        let p = d.path().join("initramfs.img");
+        fs::write(&p, &img).unwrap();
+        compress_initramfs(&p).unwrap();
+        assert_eq!(members(&p).unwrap(), ["usr", "usr/lib/m/ext4.ko.xz"]);
+        // Not zstd behind the early archive: an error, not a guess.
+        fs::write(&p, b"not an initramfs").unwrap();
+        assert!(members(&p).is_err());
+    }
+
+    #[test]
     fn compressed_initramfs_round_trips_and_does_not_depend_on_workers() {
         let d = tempfile::tempdir().unwrap();
         let mut early = member("early_cpio", b"1\n");
@@ -388,6 +467,26 @@ mod tests {
         .unwrap();
         fs::write(d.path().join("etc/hostname"), "a\n").unwrap();
         d
+    }
+
+    #[test]
+    fn the_container_host_initramfs_holds_ext4_only_and_all_stays_generic() {
+        let host = dracut_args(&Lean::default(), "6.1.0", "/x.img");
+        let w =
+            |a: &[String], flag: &str| a.iter().position(|x| x == flag).map(|i| a[i + 1].clone());
+        assert_eq!(w(&host, "--filesystems").as_deref(), Some("ext4"));
+        let omit = w(&host, "--omit").unwrap();
+        for m in ["crypt", "dm", "resume"] {
+            assert!(omit.split(' ').any(|x| x == m), "{omit}");
+        }
+        assert_eq!(host.last().map(String::as_str), Some("/x.img"));
+        let all = Lean {
+            modules: ModuleProfile::All,
+            ..Lean::default()
+        };
+        let generic = dracut_args(&all, "6.1.0", "/x.img");
+        assert!(w(&generic, "--filesystems").is_none() && w(&generic, "--omit").is_none());
+        assert_eq!(w(&generic, "--add").as_deref(), Some("ostree"));
     }
 
     #[test]

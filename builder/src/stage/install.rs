@@ -68,6 +68,8 @@ pub fn cache_key(m: &Manifest, lock: Option<&Lock>) -> String {
     }
     h.put(pkgs.join(","));
     h.put(m.lean.key());
+    // What the container-host module profile drops is part of the recipe.
+    h.put(crate::kmods::DROPPED.join(","));
     h.finish()
 }
 

@@ -34,6 +34,8 @@ pub struct Boot<'a> {
     pub budgets: &'a Budgets,
     /// Guest memory in MiB.
     pub memory: u32,
+    /// Guest CPUs (under TCG each is a host thread).
+    pub cpus: u32,
     /// Print a line when each boot reported.
     pub label: String,
     /// Disk controller and network card.
@@ -215,7 +217,7 @@ fn vm(b: &Boot, out: &Outcome) -> Result<Vm, String> {
         image: b.image.to_owned(),
         firmware: b.firmware,
         memory: b.memory,
-        cpus: 1,
+        cpus: b.cpus,
         snapshot: true,
         serial: Serial::File(out.console.clone()),
         scratch: b.scratch.to_owned(),

@@ -1,4 +1,4 @@
-//! `[packages] docs/languages` and `[kernel]`: wrong values are refused
+//! `[packages] docs/languages/leave_out` and `[kernel]`: wrong values are refused
 //! with their line and field; `metal` is accepted for `all`.
 
 use super::{after_good, good, rejects};
@@ -39,6 +39,25 @@ fn bad_language_code() {
 }
 
 #[test]
+fn left_out_paths_must_be_plain_absolute_paths() {
+    for (bad, why) in [
+        ("usr/bin/x", "is not an absolute path"),
+        ("/", "would leave out everything"),
+        ("/usr/bin/*", "has glob or separator characters"),
+        ("/usr/lib/", "is not a plain path"),
+        ("/usr/../etc", "is not a plain path"),
+    ] {
+        rejects(
+            &good().replace(
+                "\"dracut\"]",
+                &format!("\"dracut\"]\nleave_out = [\"/usr/bin/ok\", \"{bad}\"]"),
+            ),
+            &["packages.leave_out[1]", &format!("\"{bad}\" {why}")],
+        );
+    }
+}
+
+#[test]
 fn docs_must_be_a_boolean_and_metal_means_all() {
     rejects(
         &good().replace("\"dracut\"]", "\"dracut\"]\ndocs = \"no\""),
@@ -50,7 +69,7 @@ fn docs_must_be_a_boolean_and_metal_means_all() {
     )
     .replace(
         "\"dracut\"]",
-        "\"dracut\"]\ndocs = true\nlanguages = [\"pt_BR\"]",
+        "\"dracut\"]\ndocs = true\nlanguages = [\"pt_BR\"]\nleave_out = [\"/usr/bin/a\"]",
     );
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("ov")).unwrap();
@@ -63,4 +82,5 @@ fn docs_must_be_a_boolean_and_metal_means_all() {
     );
     assert!(parsed.lean.docs);
     assert_eq!(parsed.lean.languages, ["pt_BR"]);
+    assert_eq!(parsed.lean.leave_out, ["/usr/bin/a"]);
 }

@@ -11,6 +11,7 @@ pub mod report;
 pub mod sbom;
 pub mod scratch;
 pub mod testrun;
+pub mod turn;
 pub mod updates;
 
 use std::io::{BufRead, BufReader};

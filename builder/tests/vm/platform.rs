@@ -2,7 +2,9 @@
 //! networking loads, resolves in the image's module set: host kmod's
 //! `modprobe -S KVER -d ROOT --show-depends` on the image's deployment.
 //! The list is fixed here, not derived from the module profile that trims
-//! the set, so a profile that drops too much fails this.
+//! the set, so a profile that drops too much fails this. The initramfs
+//! (the container-host profile's: ext4 only, no crypt/dm) must still hold
+//! every disk driver of the list and ext4.
 
 use std::path::Path;
 use std::process::Command;
@@ -91,7 +93,7 @@ pub fn check(root: &Path) -> Vec<String> {
     let [kver] = &kvers[..] else {
         return vec![format!("expected one kernel in the image, found {kvers:?}")];
     };
-    let mut bad = Vec::new();
+    let mut bad = initramfs(root, kver);
     for m in PLATFORM.iter().chain(KUBERNETES) {
         let o = Command::new("modprobe")
             .arg("-S")
@@ -123,5 +125,49 @@ pub fn check(root: &Path) -> Vec<String> {
             ));
         }
     }
+    bad
+}
+
+/// The disk drivers of [`PLATFORM`] and the root's file system, as module
+/// files.
+const IN_INITRAMFS: &[&str] = &[
+    "virtio_blk",
+    "virtio_scsi",
+    "nvme",
+    "ahci",
+    "sd_mod",
+    "vmw_pvscsi",
+    "hv_storvsc",
+    "xen-blkfront",
+    "ext4",
+];
+
+/// What the test image's initramfs lacks or has too much of.
+fn initramfs(root: &Path, kver: &str) -> Vec<String> {
+    let img = root.join(format!("usr/lib/modules/{kver}/initramfs.img"));
+    let names = match atomicbuild::stage::initramfs::members(&img) {
+        Ok(n) => n,
+        Err(e) => return vec![format!("listing the initramfs: {e:#}")],
+    };
+    let has = |suffix: &str| names.iter().any(|n| n.ends_with(suffix));
+    let mut bad: Vec<String> = IN_INITRAMFS
+        .iter()
+        .filter(|m| !has(&format!("/{m}.ko.xz")))
+        .map(|m| format!("the initramfs lacks the module {m}"))
+        .collect();
+    for unwanted in [
+        "/btrfs.ko.xz",
+        "/xfs.ko.xz",
+        "/libcryptsetup.so.12",
+        "/dmsetup",
+    ] {
+        if has(unwanted) {
+            bad.push(format!(
+                "the container-host initramfs holds {unwanted} (ext4 only, no crypt/dm)"
+            ));
+        }
+    }
+    let modules = names.iter().filter(|n| n.contains(".ko")).count();
+    eprintln!("initramfs: {} members, {modules} modules", names.len());
     bad
 }

@@ -84,6 +84,10 @@ fn check_devices_and_lean(r: &BootReport, (disk, nic): (&str, &str), bad: &mut M
         ("man", 0),
         ("doc-other", 0),
         ("locale", 0),
+        // packages.leave_out: containers run (the container facts) with
+        // runc.v2 alone.
+        ("legacy-shims", 0),
+        ("shim-v2", 1),
     ] {
         bad.expect(
             n(k) == want,
