@@ -177,7 +177,8 @@ pub fn run(env: &Env, installed: &Installed, lean: &Lean) -> Result<Kernel> {
     }
     let img = moddir.join("initramfs.img");
     let mut cache_hit = false;
-    let origin = if img.is_file() {
+    let prebuilt = img.is_file();
+    let origin = if prebuilt {
         // A kernel package that ships its own (generic, prebuilt) initramfs
         // gets it used as it is.
         " from the kernel package"
@@ -206,9 +207,9 @@ pub fn run(env: &Env, installed: &Installed, lean: &Lean) -> Result<Kernel> {
     let initramfs_bytes = fs::metadata(&img)?.len();
     // How many modules it holds (not for a kernel package's own image,
     // which may be compressed otherwise).
-    let modules = match origin {
-        " from the kernel package" => String::new(),
-        _ => members(&img).map_or(String::new(), |m| {
+    let modules = match prebuilt {
+        true => String::new(),
+        false => members(&img).map_or(String::new(), |m| {
             let n = m.iter().filter(|n| n.contains(".ko")).count();
             format!(", {n} modules")
         }),
